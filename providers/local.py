@@ -1,0 +1,256 @@
+"""The embedded default backend: train on this machine, fully offline.
+
+plan() describes one process launch (python, or torchrun for several processes)
+in a run directory; submit() creates that directory and starts a supervisor
+that outlives the shell. Everything about the run lives in `runs/<run-id>/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from providers import local_runtime as rt
+from providers.base import (
+    Capabilities,
+    Estimate,
+    Plan,
+    ProviderError,
+    Request,
+    RunIdentity,
+    RunRef,
+    RunStatus,
+    State,
+    check_capabilities,
+)
+from providers.job import ENTRY_MODULE, job_config, run_tags
+from recipes.ledger import runs_dir
+from recipes.schema import Recipe
+
+# Variables the job always gets. Credentials (WANDB_API_KEY, HF_TOKEN...) are
+# inherited from the user's environment at submit time and never written down.
+_BASE_ENV = {"PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+class LocalProvider:
+    name = "local"
+    capabilities = Capabilities(
+        methods=("lora", "qlora", "full"),
+        accelerators=(),  # whatever this machine has; the abstract ask is noted, not enforced
+        spot=False,
+        multi_node=False,
+        max_processes_per_node=64,
+    )
+
+    def __init__(self, root: Path | None = None, python: str | None = None):
+        self.root = root or runs_dir()
+        self.python = python or sys.executable
+
+    # --- plan ------------------------------------------------------------------------
+
+    def plan(self, recipe: Recipe, identity: RunIdentity) -> Plan:
+        check_capabilities(self.name, self.capabilities, recipe)
+        local = recipe.compute.local
+        processes = local.processes
+        threads = local.threads or max(1, (os.cpu_count() or 1) // processes)
+        entry = ["-m", ENTRY_MODULE, "--config", "recipe.json", "--output-dir", "."]
+        if processes > 1:
+            launcher = [
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc-per-node={processes}",
+            ]
+            argv = [self.python, *launcher, *entry]
+        else:
+            argv = [self.python, *entry]
+        env = {**_BASE_ENV, "OMP_NUM_THREADS": str(threads), "RECIPE_RUN_ID": identity.run_id}
+        wandb = recipe.tracking.wandb
+        if wandb is not None:
+            env["WANDB_DIR"] = "."
+        body = {
+            "run_dir": str(self.root / identity.run_id),
+            "argv": argv,
+            "env": env,
+            "files": {"recipe.json": job_config(recipe, identity, self.name)},
+        }
+        notes = []
+        if recipe.compute.accelerator != "cpu":
+            notes.append(
+                f"compute asks for {recipe.compute.gpus_per_node}x {recipe.compute.accelerator}; "
+                f"the local provider uses this machine's devices (device: {local.device})"
+            )
+        return Plan(
+            provider=self.name,
+            identity=identity,
+            requests=(Request(api="local:spawn", body=body),),
+            compute={
+                "device": local.device,
+                "processes": processes,
+                "threads_per_process": threads,
+                "world_size": processes,
+                "launcher": "torchrun" if processes > 1 else "python",
+            },
+            tags=run_tags(recipe, identity),
+            estimate=Estimate(hours=None, on_demand_usd=0.0, basis="this machine: no cloud charge"),
+            notes=tuple(notes),
+        )
+
+    # --- submit ----------------------------------------------------------------------
+
+    def submit(self, plan: Plan) -> RunRef:
+        (request,) = plan.requests
+        body = request.body
+        run_dir = Path(body["run_dir"])
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise ProviderError(f"run directory already exists: {run_dir}") from None
+        try:
+            for name, content in body["files"].items():
+                rt.write_json_atomic(run_dir / name, content)
+            rt.write_json_atomic(run_dir / rt.LAUNCH, {"argv": body["argv"], "env": body["env"]})
+            rt.update_state(run_dir, state="queued", submitted_at=time.time())
+            supervisor = subprocess.Popen(
+                [self.python, "-m", "providers.local_supervisor", str(run_dir)],
+                cwd=run_dir,
+                env={**os.environ, **body["env"]},
+                stdin=subprocess.DEVNULL,
+                stdout=(run_dir / "supervisor.log").open("ab"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives this shell; cancel signals its group
+            )
+        except OSError as exc:
+            shutil.rmtree(run_dir, ignore_errors=True)  # leave nothing half-created
+            raise ProviderError(f"could not start the local run: {exc}") from None
+        rt.update_state(run_dir, supervisor_pid=supervisor.pid, pgid=supervisor.pid)
+        return RunRef(
+            provider=self.name, run_id=plan.identity.run_id, ids={"run_dir": str(run_dir)}
+        )
+
+    # --- status / logs / cancel ------------------------------------------------------
+
+    def status(self, ref: RunRef) -> RunStatus:
+        run_dir = Path(ref.ids["run_dir"])
+        if not run_dir.is_dir():
+            raise ProviderError(f"run directory is gone: {run_dir}")
+        state_data = rt.read_json(run_dir / rt.STATE)
+        state = State(state_data.get("state", "queued"))
+        message = state_data.get("message", "")
+        if not state.terminal and not _alive(state_data.get("supervisor_pid")):
+            # The supervisor died without recording an end (machine reboot, kill -9).
+            state_data = rt.update_state(
+                run_dir, state="failed", message="the run's supervisor exited unexpectedly"
+            )
+            state, message = State.FAILED, state_data["message"]
+        status = RunStatus(run_id=ref.run_id, provider=self.name, state=state, message=message)
+        _fill_progress(status, run_dir)
+        status.artifacts = _artifacts(run_dir)
+        if state == State.FAILED:
+            status.log_tail = rt.tail(run_dir / rt.TRAIN_LOG, 20)
+        return status
+
+    def logs(self, ref: RunRef, follow: bool = False) -> Iterator[str]:
+        path = Path(ref.ids["run_dir"]) / rt.TRAIN_LOG
+        position = 0
+        while True:
+            if path.exists():
+                with path.open("r", encoding="utf-8", errors="replace") as fh:
+                    fh.seek(position)
+                    chunk = fh.read()
+                    position = fh.tell()
+                yield from chunk.splitlines(keepends=True)
+            if not follow or self.status(ref).state.terminal:
+                if follow and path.exists():  # the last words after the end
+                    with path.open("r", encoding="utf-8", errors="replace") as fh:
+                        fh.seek(position)
+                        yield from fh.read().splitlines(keepends=True)
+                return
+            time.sleep(0.5)
+
+    def cancel(self, ref: RunRef, timeout: float = 30.0) -> RunStatus:
+        run_dir = Path(ref.ids["run_dir"])
+        status = self.status(ref)
+        if status.state.terminal:
+            return status
+        state_data = rt.read_json(run_dir / rt.STATE)
+        pgid = state_data.get("pgid")
+        if pgid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pgid), signal.SIGTERM)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status = self.status(ref)
+            if status.state.terminal:
+                return status
+            time.sleep(0.2)
+        rt.update_state(run_dir, state="cancelled", message="cancelled (did not stop in time)")
+        return self.status(ref)
+
+
+def _alive(pid: Any) -> bool:
+    if not pid:
+        return True  # not started yet: nothing to judge
+    pid = int(pid)
+    try:
+        # Reap it if it is our own child (a finished child stays a zombie until reaped).
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fill_progress(status: RunStatus, run_dir: Path) -> None:
+    for line in reversed(rt.tail(run_dir / rt.METRICS, 50)):
+        record = _json_line(line)
+        if record and "step" in record and "total_steps" in record:
+            status.step = record["step"]
+            status.total_steps = record["total_steps"]
+            status.metrics = {k: v for k, v in record.items() if k not in ("step", "total_steps")}
+            break
+    report = rt.read_json(run_dir / rt.REPORT)
+    if report:
+        status.metrics = report
+
+
+def _artifacts(run_dir: Path) -> dict[str, str]:
+    names = {
+        "run_dir": ".",
+        "recipe": "recipe.json",
+        "log": rt.TRAIN_LOG,
+        "metrics": rt.METRICS,
+        "eval_report": rt.REPORT,
+        "adapter": "adapter",
+        "model": "model",
+        "checkpoints": "checkpoints",
+    }
+    return {
+        key: str((run_dir / rel).resolve())
+        for key, rel in names.items()
+        if (run_dir / rel).exists()
+    }
+
+
+def _json_line(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

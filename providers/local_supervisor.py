@@ -1,0 +1,81 @@
+"""Watches one local training process and records how it ended.
+
+Started by LocalProvider.submit in a session of its own, so the run outlives the
+shell that launched it. The trainer (or torchrun and its workers) share the
+supervisor's process group, so cancel signals the whole tree at once.
+
+Usage: python -m providers.local_supervisor RUN_DIR
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from providers.local_runtime import (
+    FAILURE,
+    LAUNCH,
+    TRAIN_LOG,
+    read_json,
+    update_state,
+)
+
+GRACE_SECONDS = 10.0
+
+
+def main(run_dir: Path) -> int:
+    launch = read_json(run_dir / LAUNCH)
+    env = {**os.environ, **launch["env"]}
+    with (run_dir / TRAIN_LOG).open("ab") as log:
+        child = subprocess.Popen(
+            launch["argv"], cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    update_state(
+        run_dir,
+        state="running",
+        supervisor_pid=os.getpid(),
+        pgid=os.getpgrp(),
+        trainer_pid=child.pid,
+        started_at=time.time(),
+    )
+    cancelled = False
+
+    def on_term(signum: int, _frame: object) -> None:
+        nonlocal cancelled
+        cancelled = True
+        # The group got the same signal; give the tree a grace period to stop.
+        deadline = time.time() + GRACE_SECONDS
+        while child.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        if child.poll() is None:
+            update_state(run_dir, state="cancelled", message="cancelled (killed after grace)")
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    code = child.wait()
+    state, message = _outcome(run_dir, code, cancelled)
+    update_state(run_dir, state=state, message=message, exit_code=code, ended_at=time.time())
+    return 0
+
+
+def _outcome(run_dir: Path, code: int, cancelled: bool) -> tuple[str, str]:
+    if cancelled:
+        return "cancelled", "cancelled by request"
+    if code == 0:
+        return "succeeded", "finished"
+    failure = read_json(run_dir / FAILURE)
+    if failure.get("message"):
+        return "failed", failure["message"]
+    if code < 0:
+        name = signal.Signals(-code).name
+        return "failed", f"trainer was killed by {name}"
+    return "failed", f"trainer exited with code {code}"
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))

@@ -1,0 +1,5 @@
+"""`python -m recipes` is the `recipe` command."""
+
+from recipes.cli import main
+
+main()

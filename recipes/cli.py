@@ -1,0 +1,332 @@
+"""`recipe`: validate, plan, run and follow fine-tunes from one YAML recipe.
+
+Kept import-light on purpose: `recipe --help` and `recipe validate` must never
+import torch, transformers or a cloud SDK. Heavy modules load inside commands.
+
+Exit codes: 0 ok · 1 the run failed or a gate failed · 2 bad input or usage ·
+3 a provider or cloud error.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from providers.base import Provider, RunRef, RunStatus
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_PROVIDER = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="recipe",
+    help=(
+        "Fine-tune LLMs from one YAML recipe: on this machine (offline) or on managed clouds.\n\n"
+        "Start with:  recipe validate recipes/catalog/quickstart.yaml\n\n"
+        "then:        recipe run recipes/catalog/quickstart.yaml --provider local --wait\n\n"
+        "Exit codes: 0 ok, 1 run or gate failed, 2 bad input, 3 provider or cloud error."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Format(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(func: F) -> F:
+    """Turn known errors into one message on stderr and the contract's exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from providers.base import ProviderError
+        from recipes.errors import RecipeInputError
+
+        try:
+            return func(*args, **kwargs)
+        except RecipeInputError as exc:
+            _err(exc.render())
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except ProviderError as exc:
+            _err(f"error: {exc}")
+            raise typer.Exit(EXIT_PROVIDER) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+# --- arguments shared by commands -------------------------------------------------------
+
+FileArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
+ProviderOpt = Annotated[
+    str,
+    typer.Option("--provider", "-p", help="Backend: local (this machine). Clouds: see README."),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Overrides such as training.epochs=1 data.max_seq_len=256, validated like the file.",
+        show_default=False,
+    ),
+]
+RunIdArg = Annotated[str, typer.Argument(help="Run id, as printed by `recipe run`.")]
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def validate(
+    files: Annotated[
+        list[str],
+        typer.Argument(help="Recipe files, optionally followed by key=value overrides."),
+    ],
+) -> None:
+    """Check recipes against the schema and cross-field rules; exit 2 listing every problem."""
+    from recipes.errors import RecipeInputError
+    from recipes.loader import load_recipe
+
+    paths = [f for f in files if "=" not in f]
+    overrides = [f for f in files if "=" in f]
+    if not paths:
+        raise RecipeInputError("FILE: give at least one recipe file")
+    problems = []
+    for path in paths:
+        try:
+            loaded = load_recipe(path, overrides)
+        except RecipeInputError as exc:
+            problems += exc.problems
+            continue
+        print(f"ok: {path} ({loaded.recipe.name}, {loaded.recipe.method.kind})")
+    if problems:
+        raise RecipeInputError(problems)
+
+
+@app.command()
+@handle_errors
+def plan(
+    file: FileArg,
+    overrides: OverridesArg = None,
+    provider: ProviderOpt = "local",
+    output: FormatOpt = Format.text,
+) -> None:
+    """Show exactly what `run` would send: request bodies, compute, tags, estimate. No network."""
+    _, _, the_plan = _prepare(file, overrides or [], provider, run_id=None)
+    if output == Format.json:
+        _emit_json(the_plan.to_dict())
+    else:
+        from recipes import render
+
+        render.plan(the_plan)
+
+
+@app.command()
+@handle_errors
+def run(
+    file: FileArg,
+    overrides: OverridesArg = None,
+    provider: ProviderOpt = "local",
+    wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow the run to its end.")] = False,
+    output: FormatOpt = Format.text,
+) -> None:
+    """Launch a fine-tune; prints the run id (with --wait, follows it and prints results)."""
+    from recipes.ledger import Ledger
+    from recipes.preflight import check_local_data
+
+    loaded, backend, the_plan = _prepare(file, overrides or [], provider, run_id=None)
+    check_local_data(loaded.resolved())
+    ref = backend.submit(the_plan)
+    ledger = Ledger()
+    from providers.base import State
+
+    ledger.record(ref, loaded.recipe.name, str(file), State.QUEUED)
+    if not wait:
+        if output == Format.json:
+            _emit_json({"run_id": ref.run_id, "provider": ref.provider, "status": "queued"})
+        else:
+            print(ref.run_id)
+            _err(f"follow it: recipe logs {ref.run_id} --follow   ·   recipe status {ref.run_id}")
+        return
+    if output == Format.text:
+        _err(f"run {ref.run_id} started on {ref.provider} (Ctrl-C cancels it)")
+    final = _follow(backend, ref, ledger, show_progress=output == Format.text)
+    _finish(final, output)
+
+
+@app.command()
+@handle_errors
+def status(run_id: RunIdArg, output: FormatOpt = Format.text) -> None:
+    """State, progress, metrics and artifacts of a run; the log tail when it failed."""
+    backend, ref, ledger = _lookup(run_id)
+    current = backend.status(ref)
+    ledger.update_state(run_id, current.state)
+    if output == Format.json:
+        _emit_json(current.to_dict())
+    else:
+        from recipes import render
+
+        render.status(current)
+    if current.state.value == "failed":
+        raise typer.Exit(EXIT_RUN_FAILED)
+
+
+@app.command()
+@handle_errors
+def logs(
+    run_id: RunIdArg,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-F", help="Keep printing until the run ends.")
+    ] = False,
+) -> None:
+    """Print a run's training log."""
+    backend, ref, _ = _lookup(run_id)
+    try:
+        for line in backend.logs(ref, follow=follow):
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass  # stops following; the run goes on
+
+
+@app.command()
+@handle_errors
+def cancel(run_id: RunIdArg, output: FormatOpt = Format.text) -> None:
+    """Stop a run (its whole process tree or cloud job) and mark it cancelled."""
+    backend, ref, ledger = _lookup(run_id)
+    final = backend.cancel(ref)
+    ledger.update_state(run_id, final.state)
+    if output == Format.json:
+        _emit_json(final.to_dict())
+    else:
+        print(f"{run_id}: {final.state.value}" + (f" ({final.message})" if final.message else ""))
+
+
+@app.command()
+@handle_errors
+def runs(
+    output: FormatOpt = Format.text,
+    limit: Annotated[int, typer.Option(help="How many of the newest runs.")] = 20,
+) -> None:
+    """List runs launched from here (newest first), refreshing the unfinished ones."""
+    from providers.registry import get_provider
+    from recipes.ledger import Ledger
+
+    ledger = Ledger()
+    rows = []
+    for entry in ledger.list(limit):
+        state = entry.state
+        if not state.terminal:
+            try:
+                state = get_provider(entry.ref.provider).status(entry.ref).state
+                ledger.update_state(entry.ref.run_id, state)
+            except Exception as exc:  # a listing must not die on one unreachable run
+                _err(f"warning: {entry.ref.run_id}: {exc}")
+        rows.append(
+            {
+                "run_id": entry.ref.run_id,
+                "provider": entry.ref.provider,
+                "recipe": entry.recipe_name,
+                "state": state.value,
+                "created_at": entry.created_at,
+            }
+        )
+    if output == Format.json:
+        _emit_json(rows)
+    else:
+        from recipes import render
+
+        render.runs(rows)
+
+
+@app.command()
+def schema() -> None:
+    """Print the recipe JSON Schema (point your editor's YAML plugin at it)."""
+    from recipes.schema import Recipe
+
+    _emit_json(Recipe.model_json_schema())
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _prepare(file: Path, overrides: list[str], provider: str, run_id: str | None) -> Any:
+    from providers.base import RunIdentity
+    from providers.registry import get_provider
+    from recipes.loader import load_recipe
+    from recipes.runid import new_run_id
+
+    loaded = load_recipe(file, overrides)
+    backend = get_provider(provider)
+    recipe = loaded.resolved()
+    identity = RunIdentity(
+        run_id=run_id or new_run_id(recipe.name),
+        recipe_name=recipe.name,
+        recipe_hash=loaded.content_hash,
+    )
+    return loaded, backend, backend.plan(recipe, identity)
+
+
+def _lookup(run_id: str) -> tuple[Provider, RunRef, Any]:
+    from providers.registry import get_provider
+    from recipes.ledger import Ledger
+
+    ledger = Ledger()
+    entry = ledger.get(run_id)
+    return get_provider(entry.ref.provider), entry.ref, ledger
+
+
+def _follow(backend: Provider, ref: RunRef, ledger: Any, show_progress: bool) -> RunStatus:
+    from recipes import render
+
+    try:
+        final = render.follow(backend, ref, show_progress)
+    except KeyboardInterrupt:
+        _err(f"\ncancelling {ref.run_id} ...")
+        final = backend.cancel(ref)
+    ledger.update_state(ref.run_id, final.state)
+    return final
+
+
+def _finish(final: RunStatus, output: Format) -> None:
+    if output == Format.json:
+        _emit_json(
+            {
+                "run_id": final.run_id,
+                "provider": final.provider,
+                "status": final.state.value,
+                "metrics": final.metrics,
+                "artifacts": final.artifacts,
+            }
+        )
+    else:
+        from recipes import render
+
+        render.result(final)
+    if final.state.value != "succeeded":
+        raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,118 @@
+"""A small SQLite index of the runs launched from this machine.
+
+The provider holds the truth about a run (a cloud, or a local run directory);
+the ledger remembers which provider and ids belong to a run id, so `status`,
+`logs` and `cancel` work from any shell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from providers.base import RunRef, State
+from recipes.errors import RecipeInputError, did_you_mean
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      TEXT PRIMARY KEY,
+    provider    TEXT NOT NULL,
+    recipe_name TEXT NOT NULL,
+    recipe_path TEXT NOT NULL,
+    ids         TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+)
+"""
+
+
+def runs_dir() -> Path:
+    """Where local runs and the ledger live: $RECIPE_HOME, else ./runs."""
+    return Path(os.environ.get("RECIPE_HOME", "runs")).resolve()
+
+
+@dataclass(frozen=True)
+class Entry:
+    ref: RunRef
+    recipe_name: str
+    recipe_path: str
+    state: State
+    created_at: float
+
+
+class Ledger:
+    def __init__(self, path: Path | None = None):
+        self.path = path or runs_dir() / "ledger.sqlite"
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30)
+        try:
+            conn.execute(_SCHEMA)
+            yield conn
+            conn.commit()
+        finally:
+            conn.close()
+
+    def record(self, ref: RunRef, recipe_name: str, recipe_path: str, state: State) -> None:
+        now = time.time()
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ref.run_id,
+                    ref.provider,
+                    recipe_name,
+                    recipe_path,
+                    json.dumps(ref.ids),
+                    state.value,
+                    now,
+                    now,
+                ),
+            )
+
+    def update_state(self, run_id: str, state: State) -> None:
+        with self._db() as db:
+            db.execute(
+                "UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ?",
+                (state.value, time.time(), run_id),
+            )
+
+    def get(self, run_id: str) -> Entry:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                known = [r[0] for r in db.execute("SELECT run_id FROM runs")]
+        if row is None:
+            hint = did_you_mean(run_id, known)
+            raise RecipeInputError(
+                f"RUN_ID: no run '{run_id}' in {self.path}"
+                + (f" ({hint})" if hint else "; `recipe runs` lists them")
+            )
+        return _entry(row)
+
+    def list(self, limit: int = 50) -> list[Entry]:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+
+def _entry(row: tuple) -> Entry:
+    run_id, provider, recipe_name, recipe_path, ids, state, created_at, _ = row
+    return Entry(
+        ref=RunRef(provider=provider, run_id=run_id, ids=json.loads(ids)),
+        recipe_name=recipe_name,
+        recipe_path=recipe_path,
+        state=State(state),
+        created_at=created_at,
+    )

@@ -1,0 +1,189 @@
+"""Human-readable output for the CLI (rich); JSON output is produced in cli.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from providers.base import Plan, Provider, RunRef, RunStatus, State
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+POLL_SECONDS = 1.0
+
+
+def plan(the_plan: Plan) -> None:
+    data = the_plan.to_dict()
+    out.print(f"[bold]plan[/bold] {data['recipe']['name']} on [bold]{the_plan.provider}[/bold]")
+    out.print(f"  run id    {data['run_id']}")
+    out.print(f"  recipe    sha256:{data['recipe']['hash'][:16]}")
+    out.print("  compute   " + ", ".join(f"{k}={v}" for k, v in the_plan.compute.items()))
+    est = the_plan.estimate
+    cost = f"{est.currency} {est.on_demand_usd:,.2f} on demand"
+    if est.spot_usd is not None:
+        cost += f", {est.currency} {est.spot_usd:,.2f} spot"
+    if est.hours is not None:
+        cost += f" ({est.hours:.2f} h)"
+    out.print(f"  estimate  {cost}" + (f" ({est.basis})" if est.basis else ""), markup=False)
+    out.print(
+        "  tags      " + ", ".join(f"{k}={v}" for k, v in the_plan.tags.items()), markup=False
+    )
+    for note in the_plan.notes:
+        out.print(f"  [yellow]note[/yellow]      {note}")
+    for request in data["requests"]:
+        out.print(f"\n[bold]{request['api']}[/bold]")
+        out.print(json.dumps(request["body"], indent=2), markup=False)
+
+
+def status(current: RunStatus) -> None:
+    out.print(f"[bold]{current.run_id}[/bold]  {current.provider}  {_state(current.state)}")
+    if current.message:
+        out.print(f"  {current.message}")
+    if current.step is not None and not current.state.terminal:
+        out.print(f"  step {current.step}/{current.total_steps}")
+    if current.state.terminal and current.metrics.get("after"):
+        _results_table(current.metrics)
+    for name, path in current.artifacts.items():
+        out.print(f"  {name:<12} {path}")
+    if current.log_tail:
+        out.print("\n[bold]last log lines[/bold]")
+        for line in current.log_tail:
+            out.print(f"  {line}", markup=False)
+
+
+def runs(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        out.print("no runs yet: recipe run RECIPE.yaml --provider local")
+        return
+    table = Table(box=None)
+    for column in ("run id", "provider", "recipe", "state", "created"):
+        table.add_column(column)
+    for row in rows:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created_at"]))
+        table.add_row(row["run_id"], row["provider"], row["recipe"], row["state"], created)
+    out.print(table)
+
+
+def follow(backend: Provider, ref: RunRef, show_progress: bool) -> RunStatus:
+    """Poll until the run ends, showing progress on stderr."""
+    if not show_progress:
+        return _wait(backend, ref, lambda s: None)
+    if not err.is_terminal:
+        return _wait(backend, ref, _line_printer())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task("starting", total=None, detail="")
+
+        def update(s: RunStatus) -> None:
+            progress.update(
+                task,
+                description=_phase(s),
+                completed=s.step or 0,
+                total=s.total_steps,
+                detail=_detail(s),
+            )
+
+        return _wait(backend, ref, update)
+
+
+def _wait(backend: Provider, ref: RunRef, on_update: Any) -> RunStatus:
+    while True:
+        current = backend.status(ref)
+        on_update(current)
+        if current.state.terminal:
+            return current
+        time.sleep(POLL_SECONDS)
+
+
+def _line_printer() -> Any:
+    """Progress for logs and CI: a line when the phase changes or every 10 seconds."""
+    last: dict[str, Any] = {"key": None, "at": 0.0}
+
+    def update(s: RunStatus) -> None:
+        key = (_phase(s), s.state)
+        if key != last["key"] or time.time() - last["at"] >= 10:
+            steps = f" step {s.step}/{s.total_steps}" if s.step is not None else ""
+            err.print(f"{_phase(s)}{steps} {_detail(s)}".rstrip())
+            last.update(key=key, at=time.time())
+
+    return update
+
+
+def _phase(s: RunStatus) -> str:
+    if s.state != State.RUNNING:
+        return s.state.value
+    return {
+        "eval_before": "evaluating base model",
+        "eval_after": "evaluating fine-tuned model",
+    }.get(s.metrics.get("phase", ""), "training")
+
+
+def _detail(s: RunStatus) -> str:
+    parts = []
+    if "loss" in s.metrics:
+        parts.append(f"loss {s.metrics['loss']:.4f}")
+    if "tokens_per_s" in s.metrics:
+        parts.append(f"{s.metrics['tokens_per_s']:,.0f} tok/s")
+    return "  ".join(parts)
+
+
+def result(final: RunStatus) -> None:
+    out.print(
+        f"\n[bold]{final.run_id}[/bold]: {_state(final.state)}"
+        + (f" — {final.message}" if final.message and final.state != State.SUCCEEDED else "")
+    )
+    if final.metrics.get("after"):
+        _results_table(final.metrics)
+    if "run_dir" in final.artifacts:
+        out.print(f"run directory: {final.artifacts['run_dir']}")
+    if final.log_tail:
+        out.print("\n[bold]last log lines[/bold]")
+        for line in final.log_tail:
+            out.print(f"  {line}", markup=False)
+
+
+def _results_table(report: dict[str, Any]) -> None:
+    before, after = report.get("before", {}), report.get("after", {})
+    table = Table(box=None, title=None)
+    table.add_column("metric")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    golden_before, golden_after = before.get("golden", {}), after.get("golden", {})
+    for key, label in (("macro_f1", "golden macro-F1"), ("exact_match", "golden exact match")):
+        if key in golden_after:
+            table.add_row(label, _num(golden_before.get(key)), _num(golden_after.get(key)))
+    table.add_row("valid_loss", _num(before.get("valid_loss")), _num(after.get("valid_loss")))
+    train = report.get("train", {})
+    if train:
+        table.add_row("tokens/s (train)", "", f"{train.get('tokens_per_s', 0):,.0f}")
+        table.add_row("train time", "", f"{train.get('train_seconds', 0):.0f} s")
+    for gate in report.get("gates", []):
+        mark = "pass" if gate["passed"] else "FAIL"
+        table.add_row(f"gate {gate['gate']}", "", f"{mark}: {gate['text']}")
+    out.print(table)
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _state(state: State) -> str:
+    colour = {
+        State.SUCCEEDED: "green",
+        State.FAILED: "red",
+        State.CANCELLED: "yellow",
+    }.get(state, "cyan")
+    return f"[{colour}]{state.value}[/{colour}]"

@@ -1,0 +1,87 @@
+"""`compute:` — abstract hardware, plus one optional block per provider.
+
+The abstract part (accelerator, GPUs, nodes, spot) is what a recipe means; each
+provider resolves it to its own instance or machine types. The per-provider
+blocks carry what only that cloud needs (region, role, workspace...) and an
+optional explicit instance type that overrides the resolution.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from recipes.schema.common import Duration, Section
+
+Accelerator = Literal["cpu", "T4", "A10G", "L4", "L40S", "A100-40GB", "A100-80GB", "H100", "H200"]
+ACCELERATORS: tuple[str, ...] = Accelerator.__args__  # type: ignore[attr-defined]
+
+
+class LocalCompute(Section):
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Training processes on this machine; more than one runs under torchrun.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto uses CUDA when present, else the CPU."
+    )
+    threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads per process (default: cores/processes)."
+    )
+
+
+class AwsCompute(Section):
+    region: str = Field(default="us-east-1", description="AWS region.")
+    role: str | None = Field(
+        default=None, description="IAM role ARN SageMaker assumes to run the job."
+    )
+    target: Literal["training-job", "hyperpod"] = Field(
+        default="training-job", description="SageMaker training job, or a HyperPod cluster."
+    )
+    instance_type: str | None = Field(
+        default=None, description="Explicit instance type (e.g. ml.g5.12xlarge); overrides mapping."
+    )
+
+
+class AzureCompute(Section):
+    subscription: str | None = Field(
+        default=None, description="Subscription id (default: AZURE_SUBSCRIPTION_ID)."
+    )
+    resource_group: str | None = Field(
+        default=None, description="Resource group (default: AZURE_RESOURCE_GROUP)."
+    )
+    workspace: str | None = Field(
+        default=None, description="Azure ML workspace (default: AZUREML_WORKSPACE_NAME)."
+    )
+    compute: str | None = Field(default=None, description="Compute cluster name.")
+    instance_type: str | None = Field(
+        default=None, description="Explicit VM size (e.g. Standard_NC24ads_A100_v4)."
+    )
+
+
+class GcpCompute(Section):
+    project: str | None = Field(default=None, description="Project id (default: gcloud's).")
+    region: str = Field(default="us-central1", description="Vertex AI region.")
+    staging_bucket: str | None = Field(
+        default=None, description="gs:// bucket for code, recipe.json and outputs."
+    )
+    machine_type: str | None = Field(
+        default=None, description="Explicit machine type (e.g. a2-ultragpu-8g)."
+    )
+
+
+class ComputeSpec(Section):
+    accelerator: Accelerator = Field(default="cpu", description="GPU model per device, or 'cpu'.")
+    gpus_per_node: int = Field(default=0, ge=0, le=16, description="GPUs on each node.")
+    nodes: int = Field(default=1, ge=1, le=512, description="Machines in the job.")
+    spot: bool = Field(default=False, description="Use spot/preemptible capacity.")
+    max_runtime: Duration = Field(
+        default=24 * 3600, description="Hard wall-clock limit ('24h', '90m', seconds)."
+    )
+    local: LocalCompute = Field(default_factory=LocalCompute, description="This machine.")
+    aws: AwsCompute | None = Field(default=None, description="Amazon SageMaker settings.")
+    azure: AzureCompute | None = Field(default=None, description="Azure ML settings.")
+    gcp: GcpCompute | None = Field(default=None, description="Vertex AI settings.")

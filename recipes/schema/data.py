@@ -1,0 +1,67 @@
+"""`data:` — what to train on and how examples become tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, PlainValidator
+
+from recipes.schema.common import Section
+
+
+def _fraction_or_location(value: object) -> float | str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a fraction such as 0.1 or a file path")
+    if isinstance(value, int | float):
+        if not 0 < float(value) < 1:
+            raise ValueError("a validation fraction must be between 0 and 1 (exclusive)")
+        return float(value)
+    if isinstance(value, str) and value.strip():
+        return value
+    raise ValueError("expected a fraction such as 0.1 or a file path")
+
+
+FractionOrLocation = Annotated[
+    float | str | None,
+    PlainValidator(_fraction_or_location, json_schema_input_type=float | str | None),
+]
+
+
+class DataSpec(Section):
+    train: str = Field(
+        min_length=1,
+        description=(
+            "Training data: a local JSONL path (relative to the recipe file), or an "
+            "s3://, gs:// or azureml:// URI."
+        ),
+    )
+    validation: FractionOrLocation = Field(
+        default=0.1,
+        description=(
+            "Validation data: a file like `train`, or a fraction of `train` split off "
+            "deterministically with the training seed; null for none."
+        ),
+    )
+    format: Literal["chat"] = Field(
+        default="chat",
+        description="Row format: 'chat' is OpenAI chat JSONL ({\"messages\": [...]} per line).",
+    )
+    max_seq_len: int = Field(
+        default=512,
+        ge=16,
+        le=131072,
+        description="Longest example in tokens; longer rows are dropped.",
+    )
+    packing: bool = Field(
+        default=False,
+        description="Pack several examples into one sequence (attention stays within each example).",
+    )
+    train_on: Literal["assistant", "all", "last_assistant"] = Field(
+        default="assistant",
+        description=(
+            "Which tokens carry loss: every assistant message, every token, or only the last "
+            "assistant message."
+        ),
+    )

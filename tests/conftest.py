@@ -1,0 +1,114 @@
+"""Shared fixtures: the repo, small recipes and data, and the `recipe` CLI as users run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CATALOG = REPO / "recipes" / "catalog"
+SUPPORT_DATA = CATALOG / "data" / "support"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden", action="store_true", help="rewrite tests/golden/ from current plans"
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated RECIPE_HOME (runs/ and the ledger) for each test."""
+    path = tmp_path / "runs"
+    monkeypatch.setenv("RECIPE_HOME", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few dozen rows of the bundled data: enough for a seconds-long real run."""
+    directory = tmp_path_factory.mktemp("data")
+    train = (SUPPORT_DATA / "train.jsonl").read_text().splitlines()[:96]
+    golden = (SUPPORT_DATA / "golden.jsonl").read_text().splitlines()[:16]
+    (directory / "train.jsonl").write_text("\n".join(train) + "\n")
+    (directory / "golden.jsonl").write_text("\n".join(golden) + "\n")
+    return directory
+
+
+def tiny_recipe(data_dir: Path, **sections: dict) -> dict:
+    """A recipe that trains for seconds on the builtin model."""
+    recipe = {
+        "name": "tiny",
+        "model": {"base": "builtin:tiny-chat"},
+        "data": {
+            "train": str(data_dir / "train.jsonl"),
+            "validation": 0.125,
+            "max_seq_len": 256,
+        },
+        "method": {"kind": "lora", "r": 4, "alpha": 8},
+        "training": {
+            "epochs": 1,
+            "max_steps": 4,
+            "batch_size": 8,
+            "micro_batch_size": 4,
+            "learning_rate": 1e-3,
+            "log_every_steps": 1,
+        },
+        "eval": {"golden": str(data_dir / "golden.jsonl"), "max_new_tokens": 4},
+        "tags": {"project": "tests", "owner": "ci"},
+    }
+    for name, values in sections.items():
+        recipe[name] = {**recipe.get(name, {}), **values}
+    return recipe
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path) -> Callable[..., Path]:
+    def write(content: dict | str, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+        path.write_text(text)
+        return path
+
+    return write
+
+
+class CLI:
+    """Runs `recipe ...` in a subprocess, exactly as a user or CI would."""
+
+    def __init__(self, env: dict[str, str], cwd: Path):
+        self.env = env
+        self.cwd = cwd
+
+    def __call__(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "recipes", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.cwd,
+            timeout=timeout,
+        )
+
+    def json(self, *args: str, timeout: float = 300) -> dict:
+        result = self(*args, "--format", "json", timeout=timeout)
+        assert result.returncode in (0, 1), result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def cli(home: Path, tmp_path: Path) -> CLI:
+    env = {**os.environ, "RECIPE_HOME": str(home), "PYTHONPATH": str(REPO)}
+    return CLI(env, tmp_path)

@@ -1,0 +1,133 @@
+"""Plans are pure data, submit sends exactly what plan showed, and secrets never appear."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from providers.base import RunIdentity
+from providers.local import LocalProvider
+from providers.local_runtime import LAUNCH, read_json
+from recipes.errors import RecipeInputError
+from recipes.loader import load_recipe
+from tests.conftest import CATALOG, REPO
+
+IDENTITY = RunIdentity(run_id="quickstart-fixed", recipe_name="quickstart", recipe_hash="0" * 64)
+
+
+def quickstart_plan(root: Path, overrides: list[str] | None = None):
+    loaded = load_recipe(CATALOG / "quickstart.yaml", overrides)
+    return LocalProvider(root=root).plan(loaded.resolved(), IDENTITY)
+
+
+def test_plan_is_pure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*_args, **_kwargs):
+        raise AssertionError("plan() touched the network")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    plan = quickstart_plan(tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()  # nothing written
+    assert plan.to_dict() == quickstart_plan(tmp_path / "runs").to_dict()  # deterministic
+
+
+def test_submit_sends_exactly_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spawned: list[list[str]] = []
+
+    class FakePopen:
+        def __init__(self, argv, **kwargs):
+            spawned.append(argv)
+            self.pid = 999999
+
+    monkeypatch.setattr("providers.local.subprocess.Popen", FakePopen)
+    plan = quickstart_plan(tmp_path / "runs")
+    LocalProvider(root=tmp_path / "runs").submit(plan)
+    body = plan.requests[0].body
+    run_dir = Path(body["run_dir"])
+    assert read_json(run_dir / "recipe.json") == body["files"]["recipe.json"]
+    assert read_json(run_dir / LAUNCH) == {"argv": body["argv"], "env": body["env"]}
+    assert spawned and spawned[0][-1] == str(run_dir)
+
+
+def test_submit_refuses_an_existing_run_dir(tmp_path: Path) -> None:
+    from providers.base import ProviderError
+
+    plan = quickstart_plan(tmp_path / "runs")
+    Path(plan.requests[0].body["run_dir"]).mkdir(parents=True)
+    with pytest.raises(ProviderError, match="already exists"):
+        LocalProvider(root=tmp_path / "runs").submit(plan)
+
+
+def test_job_config_is_the_resolved_recipe(tmp_path: Path) -> None:
+    config = quickstart_plan(tmp_path).requests[0].body["files"]["recipe.json"]
+    assert config["contract"] == 1
+    assert config["run"]["id"] == "quickstart-fixed"
+    assert Path(config["recipe"]["data"]["train"]).is_absolute()
+    assert Path(config["recipe"]["data"]["train"]).is_file()
+    assert config["run"]["tags"]["recipe_hash"] == "0" * 12
+
+
+def test_two_processes_use_torchrun(tmp_path: Path) -> None:
+    plan = quickstart_plan(tmp_path, ["compute.local.processes=2"])
+    argv = plan.requests[0].body["argv"]
+    assert argv[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert plan.compute["world_size"] == 2
+
+
+def test_capability_gaps_are_listed_together(tmp_path: Path) -> None:
+    loaded = load_recipe(CATALOG / "quickstart.yaml", ["compute.spot=true", "compute.nodes=2"])
+    with pytest.raises(RecipeInputError) as info:
+        LocalProvider(root=tmp_path).plan(loaded.resolved(), IDENTITY)
+    fields = {p.field for p in info.value.problems}
+    assert fields == {"compute.spot", "compute.nodes"}
+    assert "local cannot run on spot capacity" in info.value.render()
+
+
+def test_no_secret_in_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "wandb-secret-value-123456"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_987654")
+    plan = quickstart_plan(tmp_path, ["tracking.wandb.project=demo", "tracking.wandb.mode=offline"])
+    text = json.dumps(plan.to_dict())
+    assert secret not in text and "hf_secret_987654" not in text
+    assert "WANDB_API_KEY" not in text
+
+
+# --- golden plans -------------------------------------------------------------------------
+
+GOLDEN = REPO / "tests" / "golden"
+
+
+def normalized(plan: dict) -> dict:
+    """Replace what differs between machines (paths, interpreter, cores) with markers."""
+    text = json.dumps(plan, indent=2, sort_keys=True)
+    text = text.replace(str(REPO), "<repo>")
+    data = json.loads(text)
+    body = data["requests"][0]["body"]
+    body["argv"][0] = "<python>"
+    body["run_dir"] = "<runs>/" + Path(body["run_dir"]).name
+    body["env"]["OMP_NUM_THREADS"] = "<threads>"
+    data["compute"]["threads_per_process"] = "<threads>"
+    return data
+
+
+@pytest.mark.parametrize("path", sorted(CATALOG.glob("*.yaml")), ids=lambda p: p.stem)
+def test_golden_local_plan(path: Path, tmp_path: Path, update_golden: bool) -> None:
+    loaded = load_recipe(path)
+    identity = RunIdentity(
+        run_id=f"{loaded.recipe.name}-golden",
+        recipe_name=loaded.recipe.name,
+        recipe_hash=loaded.content_hash,
+    )
+    plan = normalized(LocalProvider(root=tmp_path).plan(loaded.resolved(), identity).to_dict())
+    golden = GOLDEN / "local" / f"{path.stem}.json"
+    if update_golden:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n")
+    assert golden.exists(), "no golden file: run `make golden` and review the diff"
+    assert plan == json.loads(golden.read_text()), (
+        "plan changed: run `make golden`, review the diff"
+    )

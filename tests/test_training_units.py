@@ -1,0 +1,177 @@
+"""Pieces of the training script, checked exactly: masking, splits, batching, metrics, paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training_scripts import evaluate, platforms
+from training_scripts.data import (
+    IGNORE_INDEX,
+    DataError,
+    Example,
+    encode,
+    micro_batches,
+    read_chat_jsonl,
+    split,
+)
+from training_scripts.modeling import BUILTIN_DIR, SetupError, resolve_base
+from training_scripts.train import check_gates
+
+CONVERSATION = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Card stolen!"},
+    {"role": "assistant", "content": "card_lost_stolen"},
+    {"role": "user", "content": "And a refund?"},
+    {"role": "assistant", "content": "billing_dispute"},
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    transformers = pytest.importorskip("transformers")
+    return transformers.AutoTokenizer.from_pretrained(BUILTIN_DIR / "tiny-chat")
+
+
+def trained_text(tokenizer, encoded) -> str:
+    return tokenizer.decode([t for t in encoded.labels if t != IGNORE_INDEX])
+
+
+def test_assistant_masking_trains_exactly_the_answers(tokenizer) -> None:
+    encoded = encode(Example(CONVERSATION, line=1), tokenizer, "assistant")
+    assert len(encoded.input_ids) == len(encoded.labels)
+    assert trained_text(tokenizer, encoded) == (
+        "card_lost_stolen<|im_end|>\nbilling_dispute<|im_end|>\n"
+    )
+    # The whole conversation is still the input, exactly as the template renders it.
+    full = tokenizer.apply_chat_template(CONVERSATION, tokenize=False)
+    assert tokenizer.decode(encoded.input_ids) == full
+
+
+def test_last_assistant_and_all(tokenizer) -> None:
+    last = encode(Example(CONVERSATION, line=1), tokenizer, "last_assistant")
+    assert trained_text(tokenizer, last) == "billing_dispute<|im_end|>\n"
+    every = encode(Example(CONVERSATION, line=1), tokenizer, "all")
+    assert IGNORE_INDEX not in every.labels
+
+
+def test_weight_zero_message_is_not_trained(tokenizer) -> None:
+    messages = [dict(m) for m in CONVERSATION]
+    messages[2]["weight"] = 0
+    encoded = encode(Example(messages, line=1), tokenizer, "assistant")
+    assert trained_text(tokenizer, encoded) == "billing_dispute<|im_end|>\n"
+
+
+def test_bad_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    rows = [
+        json.dumps({"messages": CONVERSATION}),
+        "{not json",
+        json.dumps([1, 2]),
+        json.dumps({"messages": []}),
+        json.dumps({"messages": [{"role": "robot", "content": "x"}]}),
+        json.dumps({"messages": [{"role": "user", "content": "only a question"}]}),
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError) as info:
+        read_chat_jsonl(path)
+    text = str(info.value)
+    assert f"{path}:2: invalid JSON" in text
+    assert f"{path}:3: expected a JSON object" in text
+    assert f"{path}:4: messages: missing or empty" in text
+    assert f"{path}:5: messages[0].role: 'robot'" in text
+    assert f"{path}:6: messages: no assistant message" in text
+    assert ":1:" not in text
+
+
+def test_empty_and_non_utf8_files(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty"):
+        read_chat_jsonl(empty)
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"messages": []}\n{"x": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"latin.jsonl:2: not UTF-8"):
+        read_chat_jsonl(latin)
+
+
+def test_split_is_deterministic_and_disjoint() -> None:
+    examples = [Example([{"role": "assistant", "content": str(i)}], line=i) for i in range(100)]
+    train, valid = split(examples, 0.1, seed=7)
+    again_train, again_valid = split(examples, 0.1, seed=7)
+    assert [e.line for e in valid] == [e.line for e in again_valid]
+    assert len(valid) == 10 and len(train) == 90
+    assert not {e.line for e in train} & {e.line for e in valid}
+    assert [e.line for e in split(examples, 0.1, seed=8)[1]] != [e.line for e in valid]
+
+
+def test_micro_batches_cover_everything_once_per_epoch() -> None:
+    lengths = [i % 37 + 1 for i in range(203)]
+    batches = micro_batches(lengths, 4, seed=1, epoch=0)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(203))
+    assert batches == micro_batches(lengths, 4, seed=1, epoch=0)
+    assert batches != micro_batches(lengths, 4, seed=1, epoch=1)
+
+
+def test_macro_f1() -> None:
+    gold = ["a", "a", "b", "b", "c"]
+    pred = ["a", "b", "b", "b", "nonsense"]
+    result = evaluate.macro_f1(gold, pred)
+    # a: p=1 r=.5 f=.667; b: p=.667 r=1 f=.8; c: p=0 r=0 f=0
+    assert result["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 0) / 3)
+    assert result["invalid_answers"] == 1
+
+
+def test_task_choice_and_normalization() -> None:
+    assert evaluate.choose_task("auto", ["yes", "no", "yes", "no"]) == "classification"
+    assert evaluate.choose_task("auto", [f"answer {i}" for i in range(10)]) == "exact_match"
+    assert evaluate.normalize("  Billing_Dispute.\nextra") == "billing_dispute"
+
+
+def test_gates() -> None:
+    after = {"valid_loss": 0.5, "golden": {"macro_f1": 0.7, "exact_match": 0.7}}
+    results = check_gates({"macro_f1_min": 0.8, "valid_loss_max": 1.0}, after)
+    assert [r["passed"] for r in results] == [False, True]
+    assert results[0]["text"] == "macro_f1 0.7000 >= 0.8"
+
+
+def test_builtin_model_resolution() -> None:
+    assert Path(resolve_base("builtin:tiny-chat")).is_dir()
+    assert resolve_base("org/model") == "org/model"
+    with pytest.raises(SetupError, match="available"):
+        resolve_base("builtin:huge")
+
+
+@pytest.mark.parametrize(
+    ("env", "platform", "model_dir", "checkpoints"),
+    [
+        ({}, "local", "<out>", "<out>/checkpoints"),
+        (
+            {
+                "SM_MODEL_DIR": "/opt/ml/model",
+                "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+                "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
+            },
+            "sagemaker",
+            "/opt/ml/model",
+            "/opt/ml/checkpoints",
+        ),
+        (
+            {"AIP_MODEL_DIR": "gs://b/job/model", "AIP_CHECKPOINT_DIR": "gs://b/job/checkpoints"},
+            "vertex",
+            "/gcs/b/job/model",
+            "/gcs/b/job/checkpoints",
+        ),
+        ({"AZUREML_RUN_ID": "abc"}, "azureml", "<out>", "<out>/checkpoints"),
+    ],
+)
+def test_platform_paths(tmp_path: Path, env, platform, model_dir, checkpoints) -> None:
+    paths = platforms.resolve(str(tmp_path), env)
+    assert paths.platform == platform
+    assert str(paths.model_dir) == model_dir.replace("<out>", str(tmp_path))
+    assert str(paths.checkpoint_dir) == checkpoints.replace("<out>", str(tmp_path))
+    if platform == "sagemaker":
+        assert paths.channels["train"] == Path("/opt/ml/input/data/train")

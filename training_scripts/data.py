@@ -1,0 +1,255 @@
+"""Chat data: reading rows, splitting, turning conversations into tokens and labels.
+
+Row checks here are torch-free so the `recipe` CLI can reuse them; tokenization
+takes any tokenizer with a chat template.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+IGNORE_INDEX = -100
+ROLES = ("system", "user", "assistant", "tool")
+MESSAGE_KEYS = {"role", "content", "weight", "name", "tool_calls", "tool_call_id"}
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.file}:{self.line}: {self.message}"
+            if self.line
+            else f"{self.file}: {self.message}"
+        )
+
+
+class DataError(Exception):
+    """A data file is wrong; names file and line. The job exits with code 2."""
+
+    def __init__(self, problems: Sequence[RowProblem | str]):
+        self.problems = [
+            p if isinstance(p, RowProblem) else RowProblem("data", None, p) for p in problems
+        ]
+        shown = [str(p) for p in self.problems[:20]]
+        more = len(self.problems) - len(shown)
+        super().__init__("\n".join(shown) + (f"\n... and {more} more" if more > 0 else ""))
+
+
+@dataclass(frozen=True)
+class Example:
+    messages: list[dict[str, Any]]
+    line: int
+    label: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        """The expected answer: the last assistant message."""
+        return next(m["content"] for m in reversed(self.messages) if m["role"] == "assistant")
+
+    @property
+    def prompt_messages(self) -> list[dict[str, Any]]:
+        """Everything before the last assistant message."""
+        last = max(i for i, m in enumerate(self.messages) if m["role"] == "assistant")
+        return self.messages[:last]
+
+
+def read_chat_jsonl(path: Path) -> list[Example]:
+    """Read OpenAI-chat JSONL; every bad row is reported with its line number."""
+    problems: list[RowProblem] = []
+    examples: list[Example] = []
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError([RowProblem(str(path), None, "file not found")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError([RowProblem(str(path), line, f"not UTF-8 (byte {exc.start})")]) from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        row_problems, example = check_row(line, number)
+        problems.extend(RowProblem(str(path), number, p) for p in row_problems)
+        if example is not None and not row_problems:
+            examples.append(example)
+    if not examples and not problems:
+        problems.append(RowProblem(str(path), None, "no examples (the file is empty)"))
+    if problems:
+        raise DataError(problems)
+    return examples
+
+
+def check_row(line: str, number: int) -> tuple[list[str], Example | None]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return [f"invalid JSON ({exc.msg} at column {exc.colno})"], None
+    if not isinstance(row, dict):
+        return [f"expected a JSON object, got {type(row).__name__}"], None
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return ["messages: missing or empty (expected a list of {role, content})"], None
+    problems: list[str] = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            problems.append(f"{where}: expected an object")
+            continue
+        unknown = set(message) - MESSAGE_KEYS
+        if unknown:
+            problems.append(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        role = message.get("role")
+        if role not in ROLES:
+            problems.append(f"{where}.role: {role!r} is not one of {', '.join(ROLES)}")
+        content = message.get("content")
+        if not isinstance(content, str) or (not content.strip() and "tool_calls" not in message):
+            problems.append(f"{where}.content: missing or empty")
+        if "weight" in message and message["weight"] not in (0, 1):
+            problems.append(f"{where}.weight: must be 0 or 1, got {message['weight']!r}")
+    if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+        problems.append("messages: no assistant message (nothing to learn)")
+    label = row.get("label")
+    meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
+    return problems, Example(messages=messages, line=number, label=label, meta=meta)
+
+
+def split(
+    examples: list[Example], fraction: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Deterministic (seeded) split of `fraction` of the examples into validation."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_valid = max(1, round(len(examples) * fraction))
+    valid_idx = set(order[:n_valid])
+    train = [e for i, e in enumerate(examples) if i not in valid_idx]
+    valid = [e for i, e in enumerate(examples) if i in valid_idx]
+    return train, valid
+
+
+# --- tokenization ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE_INDEX where no loss is taken
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for t in self.labels if t != IGNORE_INDEX)
+
+
+def render(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool) -> list[int]:
+    text = tokenizer.apply_chat_template(
+        [{"role": m["role"], "content": m["content"]} for m in messages],
+        tokenize=False,
+        add_generation_prompt=generation_prompt,
+    )
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode(example: Example, tokenizer: Any, train_on: str) -> Encoded:
+    """Tokens and labels, with loss taken from message boundaries, not template markers.
+
+    Each message's tokens are found by rendering the conversation up to it; an
+    assistant message is trained from after its header (the generation prompt)
+    to the end of its turn, so the model learns to answer and to stop.
+    """
+    messages = example.messages
+    assistant_idx = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    ids: list[int] = []
+    labels: list[int] = []
+    for i, message in enumerate(messages):
+        full = render(tokenizer, messages[: i + 1], generation_prompt=False)
+        trained = _is_trained(message, i, assistant_idx, train_on)
+        if message["role"] == "assistant":
+            # The header ("<|im_start|>assistant\n") is prompt, trained only with train_on: all.
+            header = render(tokenizer, messages[:i], generation_prompt=True)
+            _check_prefix(ids, header, example)
+            new = header[len(ids) :]
+            labels += list(new) if trained and train_on == "all" else [IGNORE_INDEX] * len(new)
+            ids = header
+        _check_prefix(ids, full, example)
+        new = full[len(ids) :]
+        labels += list(new) if trained else [IGNORE_INDEX] * len(new)
+        ids = full
+    return Encoded(input_ids=ids, labels=labels)
+
+
+def _is_trained(
+    message: dict[str, Any], index: int, assistant_idx: list[int], train_on: str
+) -> bool:
+    if message.get("weight", 1) == 0:
+        return False
+    if train_on == "all":
+        return True
+    if message["role"] != "assistant":
+        return False
+    return train_on == "assistant" or index == assistant_idx[-1]
+
+
+def _check_prefix(prefix: list[int], full: list[int], example: Example) -> None:
+    if full[: len(prefix)] != prefix:
+        raise DataError(
+            [
+                f"line {example.line}: the chat template does not render conversations "
+                "prefix-stably, so message boundaries cannot be found for loss masking"
+            ]
+        )
+
+
+# --- batching ----------------------------------------------------------------------------
+
+
+def micro_batches(
+    lengths: Sequence[int], micro_batch_size: int, seed: int, epoch: int
+) -> list[list[int]]:
+    """Shuffled micro-batches of indices, grouping similar lengths to waste less padding.
+
+    Deterministic in (seed, epoch), which is what lets a resumed run skip exactly
+    the batches it had already trained on.
+    """
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    group = micro_batch_size * 32
+    batches: list[list[int]] = []
+    for start in range(0, len(order), group):
+        chunk = sorted(order[start : start + group], key=lambda i: lengths[i])
+        batches += [chunk[j : j + micro_batch_size] for j in range(0, len(chunk), micro_batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, Any]:
+    import torch
+
+    width = max(len(item) for item in items)
+    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(items), width), dtype=torch.long)
+    for row, item in enumerate(items):
+        n = len(item)
+        input_ids[row, :n] = torch.tensor(item.input_ids)
+        labels[row, :n] = torch.tensor(item.labels)
+        attention[row, :n] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

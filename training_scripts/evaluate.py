@@ -1,0 +1,143 @@
+"""Validation loss and the golden-set task metric."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from training_scripts.data import IGNORE_INDEX, Encoded, Example, collate, iter_chunks
+
+
+def token_loss_sum(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """Summed next-token cross-entropy over trained tokens, and how many there were."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = batch["labels"][:, 1:]
+    loss = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    return loss, int((shift_labels != IGNORE_INDEX).sum())
+
+
+def validation_loss(
+    model: Any, encoded: Sequence[Encoded], pad_id: int, batch_size: int, device: Any
+) -> float | None:
+    import torch
+
+    if not encoded:
+        return None
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    ordered = sorted(encoded, key=len)
+    with torch.no_grad():
+        for chunk in iter_chunks(ordered, batch_size):
+            batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
+            loss, n = token_loss_sum(model, batch)
+            total += float(loss)
+            count += n
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def generate_answers(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    max_new_tokens: int,
+    device: Any,
+    batch_size: int = 32,
+) -> list[str]:
+    """Greedy answers to each example's prompt (left-padded batches)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    tokenizer.padding_side = "left"
+    answers: list[str] = []
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": m["role"], "content": m["content"]} for m in e.prompt_messages],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for e in examples
+    ]
+    with torch.no_grad():
+        for chunk in iter_chunks(prompts, batch_size):
+            enc = tokenizer(
+                list(chunk), return_tensors="pt", padding=True, add_special_tokens=False
+            )
+            enc = {k: v.to(device) for k, v in enc.items()}
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            new = out[:, enc["input_ids"].shape[1] :]
+            answers += tokenizer.batch_decode(new, skip_special_tokens=True)
+    tokenizer.padding_side = "right"
+    model.train(was_training)
+    return [a.strip() for a in answers]
+
+
+def normalize(text: str) -> str:
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    return re.sub(r"[\s.!,;:]+$", "", text.strip().lower())
+
+
+def choose_task(task: str, targets: Sequence[str]) -> str:
+    """auto -> classification when answers come from a small, repeated label set."""
+    if task != "auto":
+        return task
+    labels = {normalize(t) for t in targets}
+    short = all(len(t) <= 64 and "\n" not in t.strip() for t in targets)
+    if short and len(labels) <= 50 and len(labels) <= len(targets) / 2:
+        return "classification"
+    return "exact_match"
+
+
+def score(task: str, targets: Sequence[str], predictions: Sequence[str]) -> dict[str, Any]:
+    gold = [normalize(t) for t in targets]
+    pred = [normalize(p) for p in predictions]
+    exact = sum(g == p for g, p in zip(gold, pred, strict=True)) / max(len(gold), 1)
+    result: dict[str, Any] = {"task": task, "examples": len(gold), "exact_match": exact}
+    if task == "classification":
+        result.update(macro_f1(gold, pred))
+    return result
+
+
+def macro_f1(gold: Sequence[str], pred: Sequence[str]) -> dict[str, Any]:
+    """Macro-F1 over the gold label set; an answer outside the set is simply wrong."""
+    labels = sorted(set(gold))
+    tp: Counter[str] = Counter()
+    fp: Counter[str] = Counter()
+    fn: Counter[str] = Counter()
+    for g, p in zip(gold, pred, strict=True):
+        if g == p:
+            tp[g] += 1
+        else:
+            fn[g] += 1
+            if p in labels:
+                fp[p] += 1
+    per_label: dict[str, float] = {}
+    for label in labels:
+        precision = tp[label] / (tp[label] + fp[label]) if tp[label] + fp[label] else 0.0
+        recall = tp[label] / (tp[label] + fn[label]) if tp[label] + fn[label] else 0.0
+        per_label[label] = (
+            2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        )
+    invalid = sum(1 for p in pred if p not in labels)
+    return {
+        "macro_f1": sum(per_label.values()) / max(len(labels), 1),
+        "per_label_f1": {label: round(f1, 4) for label, f1 in per_label.items()},
+        "invalid_answers": invalid,
+    }

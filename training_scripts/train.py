@@ -1,0 +1,442 @@
+"""The shared training script: every backend runs exactly this.
+
+    python -m training_scripts.train --config recipe.json --output-dir OUT
+    torchrun --nproc-per-node N -m training_scripts.train --config recipe.json ...
+
+recipe.json is the one contract with the orchestrator: {"run": {...}, "recipe": {...}}.
+Exit codes: 0 done, 1 an eval gate failed, 2 bad data or an impossible setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training_scripts import checkpoints, platforms
+from training_scripts.data import (
+    DataError,
+    Encoded,
+    Example,
+    collate,
+    encode,
+    micro_batches,
+    read_chat_jsonl,
+    split,
+)
+from training_scripts.distributed import Dist
+from training_scripts.modeling import SetupError
+
+FAILURE_FILE = "failure.json"
+REPORT_FILE = "eval_report.json"
+
+
+def log(dist: Dist, message: str) -> None:
+    if dist.main:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass
+class Datasets:
+    train: list[Encoded]
+    valid: list[Encoded]
+    golden: list[Example]
+    dropped: int
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="recipe.json written by the orchestrator")
+    parser.add_argument("--output-dir", default=None, help="where outputs go (local, Azure ML)")
+    args = parser.parse_args(argv)
+    config = json.loads(Path(args.config).read_text())
+    paths = platforms.resolve(args.output_dir)
+    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    dist = Dist.init()
+    try:
+        return run(config, paths, dist)
+    except (DataError, SetupError) as exc:
+        _fail(paths, dist, str(exc))
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    finally:
+        dist.close()
+
+
+def run(config: dict[str, Any], paths: platforms.Paths, dist: Dist) -> int:
+    import torch
+
+    from training_scripts import modeling
+    from training_scripts.tracking import Tracker
+
+    recipe = config["recipe"]
+    spec = recipe["training"]
+    torch.manual_seed(spec["seed"])
+    started = time.time()
+    device = modeling.pick_device(recipe["compute"]["local"]["device"])
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    base = modeling.resolve_base(recipe["model"]["base"])
+    log(dist, f"run {config['run']['id']} on {paths.platform}: {dist.world} process(es), {device}")
+    tokenizer = modeling.load_tokenizer(
+        base, recipe["model"]["revision"], recipe["model"]["trust_remote_code"]
+    )
+    data = load_data(recipe, paths, tokenizer, dist)
+    tracker = Tracker(paths.output_dir, config, enabled=dist.main)
+    model = modeling.load_model(recipe, base, device)
+    pad_id = tokenizer.pad_token_id
+    eval_batch = spec["micro_batch_size"] * 2
+
+    report: dict[str, Any] = {"run_id": config["run"]["id"], "model": recipe["model"]["base"]}
+    if dist.main:
+        tracker.log({"phase": "eval_before"})
+        report["before"] = evaluate_model(model, tokenizer, data, recipe, device, eval_batch)
+        log(dist, f"before: {_summary(report['before'])}")
+    dist.barrier()
+
+    model = modeling.attach_method(model, recipe)
+    trainable, total = modeling.count_parameters(model)
+    log(dist, f"{recipe['method']['kind']}: training {trainable:,} of {total:,} parameters")
+    train_stats = train_loop(model, data, recipe, paths, dist, device, pad_id, tracker)
+
+    if dist.main:
+        tracker.log({"phase": "eval_after"})
+        inner = model.module if hasattr(model, "module") else model
+        report["after"] = evaluate_model(inner, tokenizer, data, recipe, device, eval_batch)
+        log(dist, f"after:  {_summary(report['after'])}")
+        report["train"] = {**train_stats, "runtime_s": round(time.time() - started, 1)}
+        report["data"] = {
+            "train_examples": len(data.train),
+            "valid_examples": len(data.valid),
+            "golden_examples": len(data.golden),
+            "dropped_over_max_seq_len": data.dropped,
+        }
+        save_outputs(inner, tokenizer, recipe, paths)
+        report["gates"] = check_gates(recipe["eval"]["gates"], report["after"])
+        report["passed"] = all(g["passed"] for g in report["gates"])
+        _write_json(paths.output_dir / REPORT_FILE, report)
+        tracker.summary(_flat_summary(report))
+        tracker.artifact(f"{config['run']['id']}-adapter", "model", paths.model_dir / "adapter")
+        tracker.finish(exit_code=0 if report["passed"] else 1)
+        if not report["passed"]:
+            failed = [g["text"] for g in report["gates"] if not g["passed"]]
+            _fail(paths, dist, "eval gate failed: " + "; ".join(failed))
+            log(dist, "eval gate failed: " + "; ".join(failed))
+            return 1
+    dist.barrier()
+    log(dist, "done")
+    return 0
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+def load_data(
+    recipe: dict[str, Any], paths: platforms.Paths, tokenizer: Any, dist: Dist
+) -> Datasets:
+    spec = recipe["data"]
+    seed = recipe["training"]["seed"]
+    train_examples = read_chat_jsonl(platforms.data_path("train", spec["train"], paths))
+    validation = spec["validation"]
+    if isinstance(validation, float):
+        train_examples, valid_examples = split(train_examples, validation, seed)
+    elif isinstance(validation, str):
+        valid_examples = read_chat_jsonl(platforms.data_path("validation", validation, paths))
+    else:
+        valid_examples = []
+    golden_path = recipe["eval"]["golden"]
+    golden = (
+        read_chat_jsonl(platforms.data_path("golden", golden_path, paths)) if golden_path else []
+    )
+
+    limit = spec["max_seq_len"]
+    train = [encode(e, tokenizer, spec["train_on"]) for e in train_examples]
+    valid = [encode(e, tokenizer, spec["train_on"]) for e in valid_examples]
+    kept_train = [e for e in train if len(e) <= limit and e.trained_tokens]
+    kept_valid = [e for e in valid if len(e) <= limit and e.trained_tokens]
+    dropped = len(train) - len(kept_train) + len(valid) - len(kept_valid)
+    if not kept_train:
+        raise DataError([f"data.train: no example fits max_seq_len={limit} with tokens to train"])
+    log(
+        dist,
+        f"data: {len(kept_train)} train, {len(kept_valid)} validation, {len(golden)} golden"
+        + (f"; dropped {dropped} over max_seq_len={limit}" if dropped else ""),
+    )
+    return Datasets(train=kept_train, valid=kept_valid, golden=golden, dropped=dropped)
+
+
+# --- training ----------------------------------------------------------------------------
+
+
+def train_loop(
+    model: Any,
+    data: Datasets,
+    recipe: dict[str, Any],
+    paths: platforms.Paths,
+    dist: Dist,
+    device: Any,
+    pad_id: int,
+    tracker: Any,
+) -> dict[str, Any]:
+    import torch
+    from transformers import get_scheduler
+
+    from training_scripts.evaluate import token_loss_sum, validation_loss
+
+    spec = recipe["training"]
+    micro = spec["micro_batch_size"]
+    if spec["batch_size"] % (micro * dist.world):
+        raise SetupError(
+            f"training.batch_size {spec['batch_size']} is not a multiple of "
+            f"micro_batch_size x processes ({micro} x {dist.world})"
+        )
+    accumulation = spec["batch_size"] // (micro * dist.world)
+    per_step = accumulation * dist.world  # micro-batches per optimizer step, all processes
+    lengths = [len(e) for e in data.train]
+    steps_per_epoch = len(micro_batches(lengths, micro, spec["seed"], 0)) // per_step
+    if steps_per_epoch == 0:
+        raise DataError(
+            [
+                f"data.train: {len(data.train)} examples are fewer than one batch "
+                f"(batch_size {spec['batch_size']})"
+            ]
+        )
+    total_steps = max(1, math.floor(spec["epochs"] * steps_per_epoch))
+    if spec["max_steps"]:
+        total_steps = min(total_steps, spec["max_steps"])
+    warmup = spec["warmup_steps"]
+    if warmup is None:
+        ratio = 0.03 if spec["warmup_ratio"] is None else spec["warmup_ratio"]
+        warmup = math.ceil(ratio * total_steps)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=spec["learning_rate"], weight_decay=spec["weight_decay"]
+    )
+    scheduler = get_scheduler(spec["lr_scheduler"], optimizer, warmup, total_steps)
+    step = 0
+    if spec["resume"] == "auto":
+        found = checkpoints.latest(paths.checkpoint_dir)
+        if found is not None:
+            meta = checkpoints.load(found, model, optimizer, scheduler)
+            step = int(meta["step"])
+            log(dist, f"resumed from {found.name}: continuing at step {step}/{total_steps}")
+    wrapped = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        wrapped = DistributedDataParallel(model, device_ids=ids)
+    autocast = _autocast(recipe, device)
+    log(
+        dist,
+        f"training: {total_steps} steps ({steps_per_epoch}/epoch), global batch "
+        f"{spec['batch_size']} = {micro} micro x {accumulation} accumulation x {dist.world} "
+        f"process(es), warmup {warmup}",
+    )
+    wrapped.train()
+    tokens_seen, train_seconds = 0.0, 0.0
+    window_tokens, window_start = 0.0, time.time()
+    last_valid: float | None = None
+    while step < total_steps:
+        tick = time.time()
+        epoch, index = divmod(step, steps_per_epoch)
+        batches = micro_batches(lengths, micro, spec["seed"], epoch)
+        group = batches[index * per_step : (index + 1) * per_step]
+        mine = [[data.train[i] for i in batch] for batch in group[dist.rank :: dist.world]]
+        local_targets = sum(e.trained_tokens for batch in mine for e in batch)
+        global_targets = dist.sum(float(local_targets), device)
+        loss_total, input_tokens = 0.0, 0
+        for i, items in enumerate(mine):
+            batch = {k: v.to(device) for k, v in collate(items, pad_id).items()}
+            input_tokens += int(batch["attention_mask"].sum())
+            sync = contextlib.nullcontext()
+            if dist.enabled and i < len(mine) - 1:
+                sync = wrapped.no_sync()  # all-reduce gradients once per optimizer step
+            with sync, autocast:
+                loss_sum, _ = token_loss_sum(wrapped, batch)
+                # Sum over tokens / global token count: every token weighs the same,
+                # whatever its micro-batch; DDP's mean over processes is undone by x world.
+                (loss_sum * dist.world / global_targets).backward()
+            loss_total += float(loss_sum.detach())
+        torch.nn.utils.clip_grad_norm_(params, spec["max_grad_norm"])
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        step_tokens = dist.sum(float(input_tokens), device)
+        loss = dist.sum(loss_total, device) / global_targets
+        tokens_seen += step_tokens
+        window_tokens += step_tokens
+        train_seconds += time.time() - tick
+
+        if step % spec["log_every_steps"] == 0 or step == total_steps:
+            rate = window_tokens / max(time.time() - window_start, 1e-9)
+            window_tokens, window_start = 0.0, time.time()
+            record = {
+                "phase": "train",
+                "step": step,
+                "total_steps": total_steps,
+                "epoch": round(step / steps_per_epoch, 3),
+                "loss": round(loss, 5),
+                "lr": scheduler.get_last_lr()[0],
+                "tokens_per_s": round(rate, 1),
+            }
+            tracker.log(record)
+            log(
+                dist,
+                f"step {step}/{total_steps} epoch {record['epoch']:.2f} loss {loss:.4f} "
+                f"lr {record['lr']:.2e} {rate:,.0f} tok/s",
+            )
+        at_epoch_end = step % steps_per_epoch == 0
+        every = spec["eval_every_steps"]
+        if data.valid and ((every and step % every == 0) or (not every and at_epoch_end)):
+            if dist.main:
+                last_valid = validation_loss(model, data.valid, pad_id, micro * 2, device)
+                tracker.log(
+                    {
+                        "phase": "train",
+                        "step": step,
+                        "total_steps": total_steps,
+                        "valid_loss": round(last_valid, 5),
+                    }
+                )
+                log(dist, f"step {step}: valid_loss {last_valid:.4f}")
+            dist.barrier()
+            wrapped.train()
+        save_every = spec["save_every_steps"]
+        if (save_every and step % save_every == 0) or step == total_steps:
+            if dist.main:
+                checkpoints.save(
+                    paths.checkpoint_dir,
+                    step,
+                    model,
+                    optimizer,
+                    scheduler,
+                    {"total_steps": total_steps, "run_id": recipe["name"]},
+                )
+            dist.barrier()
+    return {
+        "steps": total_steps,
+        "tokens": int(tokens_seen),
+        "tokens_per_s": round(tokens_seen / max(train_seconds, 1e-9), 1),
+        "train_seconds": round(train_seconds, 1),
+        "world_size": dist.world,
+        "global_batch": spec["batch_size"],
+    }
+
+
+def _autocast(recipe: dict[str, Any], device: Any) -> Any:
+    import torch
+
+    from training_scripts.modeling import pick_dtype
+
+    dtype = pick_dtype(recipe, device)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --- evaluation, outputs -----------------------------------------------------------------
+
+
+def evaluate_model(
+    model: Any, tokenizer: Any, data: Datasets, recipe: dict[str, Any], device: Any, batch: int
+) -> dict[str, Any]:
+    from training_scripts import evaluate
+
+    result: dict[str, Any] = {
+        "valid_loss": evaluate.validation_loss(
+            model, data.valid, tokenizer.pad_token_id, batch, device
+        )
+    }
+    if data.golden:
+        targets = [e.target for e in data.golden]
+        task = evaluate.choose_task(recipe["eval"]["task"], targets)
+        answers = evaluate.generate_answers(
+            model, tokenizer, data.golden, recipe["eval"]["max_new_tokens"], device
+        )
+        result["golden"] = evaluate.score(task, targets, answers)
+        result["golden"]["samples"] = [
+            {"expected": t, "answer": a} for t, a in list(zip(targets, answers, strict=True))[:5]
+        ]
+    return result
+
+
+def save_outputs(
+    model: Any, tokenizer: Any, recipe: dict[str, Any], paths: platforms.Paths
+) -> None:
+    name = "model" if recipe["method"]["kind"] == "full" else "adapter"
+    target = paths.model_dir / name
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+
+
+def check_gates(gates: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    golden = after.get("golden", {})
+    checks = [
+        ("macro_f1_min", golden.get("macro_f1"), ">="),
+        ("exact_match_min", golden.get("exact_match"), ">="),
+        ("valid_loss_max", after.get("valid_loss"), "<="),
+    ]
+    results = []
+    for name, value, op in checks:
+        threshold = gates.get(name)
+        if threshold is None:
+            continue
+        passed = value is not None and (value >= threshold if op == ">=" else value <= threshold)
+        shown = "n/a" if value is None else f"{value:.4f}"
+        results.append(
+            {
+                "gate": name,
+                "value": value,
+                "threshold": threshold,
+                "passed": passed,
+                "text": f"{name.rsplit('_', 1)[0]} {shown} {op} {threshold}",
+            }
+        )
+    return results
+
+
+def _summary(result: dict[str, Any]) -> str:
+    parts = []
+    if result.get("valid_loss") is not None:
+        parts.append(f"valid_loss {result['valid_loss']:.4f}")
+    golden = result.get("golden")
+    if golden:
+        metric = "macro_f1" if "macro_f1" in golden else "exact_match"
+        parts.append(f"golden {metric} {golden[metric]:.3f}")
+    return ", ".join(parts) or "no validation or golden data"
+
+
+def _flat_summary(report: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for phase in ("before", "after"):
+        result = report.get(phase, {})
+        if result.get("valid_loss") is not None:
+            out[f"{phase}/valid_loss"] = result["valid_loss"]
+        for key in ("macro_f1", "exact_match"):
+            if key in result.get("golden", {}):
+                out[f"{phase}/golden_{key}"] = result["golden"][key]
+    return out
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _fail(paths: platforms.Paths, dist: Dist, message: str) -> None:
+    if dist.main:
+        _write_json(paths.output_dir / FAILURE_FILE, {"message": message})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
