@@ -29,6 +29,17 @@ GRACE_SECONDS = 10.0
 
 def main(run_dir: Path) -> int:
     launch = read_json(run_dir / LAUNCH)
+    # Installed before the trainer starts, so an early cancel is not lost; exec resets
+    # caught signals, so the trainer keeps the default (terminate on SIGTERM).
+    cancel_requested: list[float] = []
+
+    def on_term(signum: int, _frame: object) -> None:
+        # The whole group got this signal; the main loop gives the tree a grace period.
+        if not cancel_requested:
+            cancel_requested.append(time.time())
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     env = {**os.environ, **launch["env"]}
     with (run_dir / TRAIN_LOG).open("ab") as log:
         child = subprocess.Popen(
@@ -42,23 +53,15 @@ def main(run_dir: Path) -> int:
         trainer_pid=child.pid,
         started_at=time.time(),
     )
-    cancelled = False
-
-    def on_term(signum: int, _frame: object) -> None:
-        nonlocal cancelled
-        cancelled = True
-        # The group got the same signal; give the tree a grace period to stop.
-        deadline = time.time() + GRACE_SECONDS
-        while child.poll() is None and time.time() < deadline:
-            time.sleep(0.1)
-        if child.poll() is None:
-            update_state(run_dir, state="cancelled", message="cancelled (killed after grace)")
-            os.killpg(os.getpgrp(), signal.SIGKILL)
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    code = child.wait()
-    state, message = _outcome(run_dir, code, cancelled)
+    while True:
+        try:
+            code = child.wait(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired:
+            if cancel_requested and time.time() - cancel_requested[0] > GRACE_SECONDS:
+                update_state(run_dir, state="cancelled", message="cancelled (killed after grace)")
+                os.killpg(os.getpgrp(), signal.SIGKILL)  # ends this supervisor too
+    state, message = _outcome(run_dir, code, bool(cancel_requested))
     update_state(run_dir, state=state, message=message, exit_code=code, ended_at=time.time())
     return 0
 

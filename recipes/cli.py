@@ -152,15 +152,14 @@ def run(
     output: FormatOpt = Format.text,
 ) -> None:
     """Launch a fine-tune; prints the run id (with --wait, follows it and prints results)."""
+    from providers.base import State
     from recipes.ledger import Ledger
     from recipes.preflight import check_local_data
 
     loaded, backend, the_plan = _prepare(file, overrides or [], provider, run_id=None)
-    check_local_data(loaded.resolved())
+    check_local_data(loaded.resolved())  # bad rows cost no job and leave nothing behind
     ref = backend.submit(the_plan)
     ledger = Ledger()
-    from providers.base import State
-
     ledger.record(ref, loaded.recipe.name, str(file), State.QUEUED)
     if not wait:
         if output == Format.json:

@@ -86,41 +86,38 @@ def parse_yaml(text: str, name: str) -> Source:
 
 
 def _convert(node: yaml.Node, path: PathKey, source: Source, problems: list[Problem]) -> Any:
-    source.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    source.positions[path] = _position(node)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                problems.append(
-                    Problem(
-                        "a key must be a plain word, not a list or mapping",
-                        file=source.file,
-                        line=key_node.start_mark.line + 1,
-                        column=key_node.start_mark.column + 1,
-                        field=path_str(path) or None,
-                    )
-                )
+                message = "a key must be a plain word, not a list or mapping"
+                problems.append(_problem_at(key_node, source, path, message))
                 continue
             key = str(_scalar(key_node))
             child = (*path, key)
             if key in out:
-                problems.append(
-                    Problem(
-                        "duplicate key (the earlier value would be silently ignored)",
-                        file=source.file,
-                        line=key_node.start_mark.line + 1,
-                        column=key_node.start_mark.column + 1,
-                        field=path_str(child),
-                    )
-                )
+                message = "duplicate key (the earlier value would be silently ignored)"
+                problems.append(_problem_at(key_node, source, child, message))
                 continue
-            # Point errors about a key at the key itself, where the user typed it.
             out[key] = _convert(value_node, child, source, problems)
-            source.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            # Point errors about a key at the key itself, where the user typed it.
+            source.positions[child] = _position(key_node)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, (*path, i), source, problems) for i, item in enumerate(node.value)]
     return _scalar(node)
+
+
+def _position(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _problem_at(node: yaml.Node, source: Source, path: PathKey, message: str) -> Problem:
+    line, column = _position(node)
+    return Problem(
+        message, file=source.file, line=line, column=column, field=path_str(path) or None
+    )
 
 
 def _scalar(node: yaml.Node) -> Any:

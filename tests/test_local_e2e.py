@@ -102,6 +102,7 @@ def test_cancel_stops_the_whole_tree(cli: CLI, write_recipe, small_data: Path) -
     result = cli("cancel", run_id, "--format", "json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["state"] == "cancelled"
+    assert json.loads(result.stdout)["message"] == "cancelled by request"  # not after grace
     wait_for(lambda: not alive(state["trainer_pid"]) and not alive(state["supervisor_pid"]), 30)
     assert cli.json("status", run_id)["state"] == "cancelled"
 
