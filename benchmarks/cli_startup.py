@@ -24,7 +24,13 @@ CASES = {
     "recipe --help": [sys.executable, "-m", "recipes", "--help"],
     "recipe validate quickstart": [sys.executable, "-m", "recipes", "validate", str(QUICKSTART)],
     "recipe plan quickstart --format json": [
-        sys.executable, "-m", "recipes", "plan", str(QUICKSTART), "--format", "json",
+        sys.executable,
+        "-m",
+        "recipes",
+        "plan",
+        str(QUICKSTART),
+        "--format",
+        "json",
     ],
     "for scale: python -c 'import torch'": [sys.executable, "-c", "import torch"],
 }

@@ -33,6 +33,7 @@ from providers.base import (
     check_capabilities,
 )
 from providers.job import ENTRY_MODULE, job_config, run_tags
+from recipes.errors import Problem, RecipeInputError
 from recipes.ledger import runs_dir
 from recipes.schema import Recipe
 
@@ -61,6 +62,15 @@ class LocalProvider:
         check_capabilities(self.name, self.capabilities, recipe)
         local = recipe.compute.local
         processes = local.processes
+        training = recipe.training
+        if training.batch_size % (training.micro_batch_size * processes):
+            raise RecipeInputError(
+                Problem(
+                    f"training.batch_size {training.batch_size} must be a multiple of "
+                    f"micro_batch_size x processes ({training.micro_batch_size} x {processes})",
+                    field="compute.local.processes",
+                )
+            )
         threads = local.threads or max(1, (os.cpu_count() or 1) // processes)
         entry = ["-m", ENTRY_MODULE, "--config", "recipe.json", "--output-dir", "."]
         if processes > 1:
@@ -218,16 +228,22 @@ def _alive(pid: Any) -> bool:
 
 
 def _fill_progress(status: RunStatus, run_dir: Path) -> None:
-    for line in reversed(rt.tail(run_dir / rt.METRICS, 50)):
-        record = _json_line(line)
-        if record and "step" in record and "total_steps" in record:
+    """Progress from the newest step record; the phase from the newest record of all."""
+    records = [r for r in map(_json_line, rt.tail(run_dir / rt.METRICS, 50)) if r]
+    for record in reversed(records):
+        if "step" in record and "total_steps" in record:
             status.step = record["step"]
             status.total_steps = record["total_steps"]
             status.metrics = {k: v for k, v in record.items() if k not in ("step", "total_steps")}
             break
+    if records and "phase" in records[-1]:
+        status.metrics["phase"] = records[-1]["phase"]
     report = rt.read_json(run_dir / rt.REPORT)
     if report:
+        phase = status.metrics.get("phase")
         status.metrics = report
+        if not status.state.terminal and phase:
+            status.metrics = {**report, "phase": phase}
 
 
 def _artifacts(run_dir: Path) -> dict[str, str]:

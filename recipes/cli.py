@@ -198,11 +198,14 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-F", help="Keep printing until the run ends.")
     ] = False,
+    output: FormatOpt = Format.text,
 ) -> None:
-    """Print a run's training log."""
+    """Print a run's training log (JSON: one {"run_id", "line"} object per line)."""
     backend, ref, _ = _lookup(run_id)
     try:
         for line in backend.logs(ref, follow=follow):
+            if output == Format.json:
+                line = json.dumps({"run_id": run_id, "line": line.rstrip("\n")}) + "\n"
             sys.stdout.write(line)
             sys.stdout.flush()
     except KeyboardInterrupt:
@@ -273,6 +276,7 @@ def schema() -> None:
 def _prepare(file: Path, overrides: list[str], provider: str, run_id: str | None) -> Any:
     from providers.base import RunIdentity
     from providers.registry import get_provider
+    from recipes.errors import RecipeInputError
     from recipes.loader import load_recipe
     from recipes.runid import new_run_id
 
@@ -284,7 +288,11 @@ def _prepare(file: Path, overrides: list[str], provider: str, run_id: str | None
         recipe_name=recipe.name,
         recipe_hash=loaded.content_hash,
     )
-    return loaded, backend, backend.plan(recipe, identity)
+    try:
+        the_plan = backend.plan(recipe, identity)
+    except RecipeInputError as exc:
+        raise loaded.locate(exc) from None
+    return loaded, backend, the_plan
 
 
 def _lookup(run_id: str) -> tuple[Provider, RunRef, Any]:

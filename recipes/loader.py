@@ -29,6 +29,26 @@ class LoadedRecipe:
     recipe: Recipe
     path: Path
     overrides: tuple[str, ...] = ()
+    source: Source | None = None
+    parsed_overrides: tuple[Override, ...] = ()
+
+    def locate(self, error: RecipeInputError) -> RecipeInputError:
+        """Give problems found later (by a provider's plan) the file position of their field."""
+        if self.source is None:
+            return error
+        located = [
+            _locate(
+                self.source,
+                list(self.parsed_overrides),
+                tuple(p.field.split(".")),
+                p.message,
+                p.hint,
+            )
+            if p.field and p.file is None
+            else p
+            for p in error.problems
+        ]
+        return RecipeInputError(located)
 
     @property
     def base_dir(self) -> Path:
@@ -61,7 +81,13 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
         raise RecipeInputError(
             [_locate(source, parsed, path_, message) for path_, message in findings]
         )
-    return LoadedRecipe(recipe=recipe, path=path, overrides=tuple(o.text for o in parsed))
+    return LoadedRecipe(
+        recipe=recipe,
+        path=path,
+        overrides=tuple(o.text for o in parsed),
+        source=source,
+        parsed_overrides=tuple(parsed),
+    )
 
 
 def recipe_hash(recipe: Recipe) -> str:

@@ -173,6 +173,11 @@ def _results_table(report: dict[str, Any]) -> None:
     for gate in report.get("gates", []):
         mark = "pass" if gate["passed"] else "FAIL"
         table.add_row(f"gate {gate['gate']}", "", f"{mark}: {gate['text']}")
+    slices_before = golden_before.get("slices", {})
+    for name, after_slice in golden_after.get("slices", {}).items():
+        before_value = slices_before.get(name, {}).get("exact_match")
+        label = f"  {name} (n={after_slice['examples']})"
+        table.add_row(label, _num(before_value), _num(after_slice["exact_match"]))
     out.print(table)
 
 

@@ -65,6 +65,7 @@ def test_run_wait_trains_evaluates_and_records(cli: CLI, write_recipe, small_dat
         assert 0 <= report[phase]["golden"]["macro_f1"] <= 1
     assert report["after"]["valid_loss"] < report["before"]["valid_loss"]
     assert report["train"]["steps"] == 4 and report["train"]["tokens_per_s"] > 0
+    assert report["after"]["golden"]["slices"]  # per edge-case accuracy from the rows' meta
 
     run_dir = Path(out["artifacts"]["run_dir"])
     assert (run_dir / "adapter" / "adapter_config.json").exists()
@@ -83,6 +84,8 @@ def test_run_wait_trains_evaluates_and_records(cli: CLI, write_recipe, small_dat
     status = cli.json("status", out["run_id"])
     assert status["state"] == "succeeded" and status["step"] is None or status["step"] == 4
     assert "step 4/4" in cli("logs", out["run_id"]).stdout
+    lines = cli("logs", out["run_id"], "--format", "json").stdout.splitlines()
+    assert any("step 4/4" in json.loads(line)["line"] for line in lines)
     runs = cli.json("runs")
     assert runs[0]["run_id"] == out["run_id"] and runs[0]["state"] == "succeeded"
 

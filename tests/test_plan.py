@@ -131,3 +131,21 @@ def test_golden_local_plan(path: Path, tmp_path: Path, update_golden: bool) -> N
     assert plan == json.loads(golden.read_text()), (
         "plan changed: run `make golden`, review the diff"
     )
+
+
+def test_processes_must_divide_the_batch(cli, tmp_path: Path) -> None:
+    result = cli("plan", CATALOG / "quickstart.yaml", "compute.local.processes=3")
+    assert result.returncode == 2
+    assert "command line: compute.local.processes" in result.stderr
+    assert "multiple of micro_batch_size x processes (8 x 3)" in result.stderr
+
+
+def test_capability_errors_point_at_the_recipe_line(cli, tmp_path: Path) -> None:
+    recipe = tmp_path / "spot.yaml"
+    text = (CATALOG / "quickstart.yaml").read_text()
+    recipe.write_text(text.replace("  accelerator: cpu", "  accelerator: cpu\n  spot: true"))
+    (tmp_path / "data").symlink_to(CATALOG / "data")
+    result = cli("plan", recipe)
+    assert result.returncode == 2
+    line = next(i for i, t in enumerate(recipe.read_text().splitlines(), 1) if "spot:" in t)
+    assert f"{recipe}:{line}:3: compute.spot: local cannot run on spot capacity" in result.stderr

@@ -254,3 +254,13 @@ def test_json_schema_describes_every_field() -> None:
     for name, definition in schema.get("$defs", {}).items():
         walk(definition, name)
     assert not missing, missing
+
+
+def test_model_base_local_directory_is_resolved_hub_id_is_kept(recipe_dir: Path) -> None:
+    (recipe_dir / "my-model").mkdir()
+    local = load_text(recipe_dir, MINIMAL.replace("builtin:tiny-chat", "./my-model")).resolved()
+    assert local.model.base == str(recipe_dir / "my-model")
+    hub = load_text(recipe_dir, MINIMAL.replace("builtin:tiny-chat", "org/model")).resolved()
+    assert hub.model.base == "org/model"
+    builtin = load_text(recipe_dir, MINIMAL).resolved()
+    assert builtin.model.base == "builtin:tiny-chat"

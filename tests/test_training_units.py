@@ -175,3 +175,21 @@ def test_platform_paths(tmp_path: Path, env, platform, model_dir, checkpoints) -
     assert str(paths.checkpoint_dir) == checkpoints.replace("<out>", str(tmp_path))
     if platform == "sagemaker":
         assert paths.channels["train"] == Path("/opt/ml/input/data/train")
+
+
+def test_generation_budget_fits_the_longest_answer(tokenizer) -> None:
+    longest = len(tokenizer("appointment_scheduling", add_special_tokens=False)["input_ids"])
+    assert evaluate.generation_budget(tokenizer, ["appointment_scheduling", "a"], 2) == longest + 1
+    assert evaluate.generation_budget(tokenizer, ["a"], 32) == 32
+
+
+def test_slices_by_meta() -> None:
+    def example(edges: list[str]) -> Example:
+        return Example([{"role": "assistant", "content": "x"}], line=1, meta={"edge": edges})
+
+    examples = [example(["long_ticket"]), example(["long_ticket", "mixed_language"]), example([])]
+    result = evaluate.slices(examples, ["a", "b", "c"], ["a", "x", "c"])
+    assert result == {
+        "edge=long_ticket": {"examples": 2, "exact_match": 0.5},
+        "edge=mixed_language": {"examples": 1, "exact_match": 0.0},
+    }

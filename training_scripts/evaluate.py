@@ -89,6 +89,59 @@ def generate_answers(
     return [a.strip() for a in answers]
 
 
+def golden(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    task: str,
+    max_new_tokens: int,
+    device: Any,
+) -> dict[str, Any]:
+    """Answer every golden prompt and score the answers, overall and per slice."""
+    targets = [e.target for e in examples]
+    task = choose_task(task, targets)
+    budget = generation_budget(tokenizer, targets, max_new_tokens)
+    answers = generate_answers(model, tokenizer, examples, budget, device)
+    result = score(task, targets, answers)
+    result["max_new_tokens"] = budget
+    result["slices"] = slices(examples, targets, answers)
+    result["errors"] = [
+        {"line": e.line, "expected": t, "answer": a}
+        for e, t, a in zip(examples, targets, answers, strict=True)
+        if normalize(t) != normalize(a)
+    ][:10]
+    return result
+
+
+def generation_budget(tokenizer: Any, targets: Sequence[str], configured: int) -> int:
+    """Enough new tokens for the longest expected answer and its end-of-turn token.
+
+    A budget shorter than a label silently scores that label as always wrong, which is
+    a measurement error, not a model error.
+    """
+    longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in targets)
+    return max(configured, longest + 1)
+
+
+def slices(
+    examples: Sequence[Example], targets: Sequence[str], answers: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Exact-match accuracy per value of each example's `meta` (e.g. edge=long_ticket)."""
+    hits: dict[str, list[bool]] = {}
+    for example, target, answer in zip(examples, targets, answers, strict=True):
+        for key, value in example.meta.items():
+            values = value if isinstance(value, list) else [value]
+            for item in values:
+                if isinstance(item, str | int | bool):
+                    hits.setdefault(f"{key}={item}", []).append(
+                        normalize(target) == normalize(answer)
+                    )
+    return {
+        name: {"examples": len(flags), "exact_match": round(sum(flags) / len(flags), 4)}
+        for name, flags in sorted(hits.items())
+    }
+
+
 def normalize(text: str) -> str:
     text = text.strip().splitlines()[0] if text.strip() else ""
     return re.sub(r"[\s.!,;:]+$", "", text.strip().lower())

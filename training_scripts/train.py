@@ -299,14 +299,8 @@ def train_loop(
         if data.valid and ((every and step % every == 0) or (not every and at_epoch_end)):
             if dist.main:
                 last_valid = validation_loss(model, data.valid, pad_id, micro * 2, device)
-                tracker.log(
-                    {
-                        "phase": "train",
-                        "step": step,
-                        "total_steps": total_steps,
-                        "valid_loss": round(last_valid, 5),
-                    }
-                )
+                # No total_steps: progress displays keep following the training records.
+                tracker.log({"phase": "train", "step": step, "valid_loss": round(last_valid, 5)})
                 log(dist, f"step {step}: valid_loss {last_valid:.4f}")
             dist.barrier()
             wrapped.train()
@@ -319,7 +313,7 @@ def train_loop(
                     model,
                     optimizer,
                     scheduler,
-                    {"total_steps": total_steps, "run_id": recipe["name"]},
+                    {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch},
                 )
             dist.barrier()
     return {
@@ -357,15 +351,14 @@ def evaluate_model(
         )
     }
     if data.golden:
-        targets = [e.target for e in data.golden]
-        task = evaluate.choose_task(recipe["eval"]["task"], targets)
-        answers = evaluate.generate_answers(
-            model, tokenizer, data.golden, recipe["eval"]["max_new_tokens"], device
+        result["golden"] = evaluate.golden(
+            model,
+            tokenizer,
+            data.golden,
+            recipe["eval"]["task"],
+            recipe["eval"]["max_new_tokens"],
+            device,
         )
-        result["golden"] = evaluate.score(task, targets, answers)
-        result["golden"]["samples"] = [
-            {"expected": t, "answer": a} for t, a in list(zip(targets, answers, strict=True))[:5]
-        ]
     return result
 
 

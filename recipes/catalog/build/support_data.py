@@ -1498,6 +1498,75 @@ def _general_conversation(rng: random.Random) -> list[dict]:
     return messages
 
 
+FIELD_WORDS = {
+    "billing": "billing",
+    "dispute": "dispute",
+    "card": "card",
+    "lost": "lost item",
+    "stolen": "stolen item",
+    "fraud": "fraud check",
+    "report": "report",
+    "account": "account",
+    "access": "access grant",
+    "loan": "loan",
+    "inquiry": "inquiry",
+    "appointment": "appointment",
+    "scheduling": "scheduling run",
+    "prescription": "prescription",
+    "refill": "refill",
+    "insurance": "insurance policy",
+    "claim": "claim",
+    "medical": "medical file",
+    "records": "records bundle",
+    "lab": "lab",
+    "results": "results sheet",
+}
+FIELD_PARTS = {
+    "id": "identifier",
+    "date": "date",
+    "number": "number",
+    "status": "status",
+    "code": "code",
+    "type": "type",
+    "count": "count",
+    "note": "note",
+    "owner": "owner",
+    "link": "link",
+    "amount": "amount",
+    "limit": "limit",
+}
+FIELD_QUESTIONS = (
+    "Which field holds the {desc}? Answer with the field name only.",
+    "What is the name of the field for the {desc}? Just the name, please.",
+    "Give me the field that stores the {desc}, nothing else.",
+)
+
+
+def _field_conversation(rng: random.Random) -> list[dict]:
+    """Questions about snake_case form fields, some answered with the bare field name.
+
+    Teaches the base model the vocabulary of identifiers, answered at the start of a turn,
+    over words the support queues also use, without any queue name itself.
+    """
+    word = rng.choice(sorted(FIELD_WORDS))
+    part = rng.choice(sorted(FIELD_PARTS))
+    if rng.random() < 0.5:
+        field, desc = f"{word}_{part}", f"{FIELD_PARTS[part]} of the {FIELD_WORDS[word]}"
+    else:
+        field, desc = f"{part}_{word}", f"{FIELD_WORDS[word]} {FIELD_PARTS[part]}"
+    system = {"role": "system", "content": rng.choice(CHAT_SYSTEMS)}
+    if rng.random() < 0.6:
+        question = rng.choice(FIELD_QUESTIONS).format(desc=desc)
+        return [
+            system,
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": field},
+        ]
+    question = f"What does the field {field} mean?"
+    answer = f"{field} holds the {desc}."
+    return [system, {"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
 TAG_SYSTEMS = (
     "Tag the message. Reply with exactly one tag: {tags}.",
     "Pick the one tag that fits the message. Tags: {tags}. Answer with the tag only.",
@@ -1551,20 +1620,25 @@ def _tagging_conversation(rng: random.Random) -> list[dict]:
 def pretraining_corpus(n_docs: int, seed: int) -> list[list[dict]]:
     """Chat conversations for pretraining the tiny base model (never the classification task).
 
-    About half are support tickets answered in free text by an agent, a quarter generic
-    tagging tasks on other tag sets, a quarter short general chat. The seed space is disjoint
-    from the train/golden generators.
+    About 45% are support tickets answered in free text by an agent, 25% generic tagging tasks
+    on other tag sets, 10% questions about snake_case form fields, 20% short general chat. The
+    seed space is disjoint from the train/golden generators.
     """
     rng = random.Random(f"{PRETRAIN_SEED}:{seed}")
     corpus = []
     for _ in range(n_docs):
         draw = rng.random()
-        if draw < 0.25:
+        if draw < 0.2:
             corpus.append(_general_conversation(rng))
-        elif draw < 0.5:
+        elif draw < 0.45:
             corpus.append(_tagging_conversation(rng))
+        elif draw < 0.55:
+            corpus.append(_field_conversation(rng))
         else:
             corpus.append(_support_conversation(rng))
+    assert not any(m["content"] in LABELS for conversation in corpus for m in conversation), (
+        "the pretraining corpus must never contain a support queue label"
+    )
     return corpus
 
 
