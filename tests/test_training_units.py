@@ -193,3 +193,37 @@ def test_slices_by_meta() -> None:
         "edge=long_ticket": {"examples": 2, "exact_match": 0.5},
         "edge=mixed_language": {"examples": 1, "exact_match": 0.0},
     }
+
+
+def _labelled(text: str, label: str, line: int) -> Example:
+    return Example(
+        [{"role": "user", "content": text}, {"role": "assistant", "content": label}],
+        line=line,
+        label=label,
+    )
+
+
+def test_dedupe_exact_and_normalized() -> None:
+    from training_scripts.data import dedupe
+
+    rows = [
+        _labelled("My card is gone.", "card", 1),
+        _labelled("My card is gone.", "card", 2),  # exact
+        _labelled("my CARD   is gone", "card", 3),  # normalized
+        _labelled("A different ticket", "card", 4),
+    ]
+    kept, exact, normal = dedupe(rows)
+    assert [e.line for e in kept] == [1, 4] and (exact, normal) == (1, 1)
+
+
+def test_split_is_stratified_and_nothing_crosses() -> None:
+    from training_scripts.data import dedupe, normalized_key
+
+    rows = [_labelled(f"ticket {i % 150}", "a" if i % 4 else "b", i) for i in range(300)]
+    kept, _, _ = dedupe(rows)  # half are duplicates of the other half
+    train, valid = split(kept, 0.2, seed=3)
+    assert not {normalized_key(e) for e in train} & {normalized_key(e) for e in valid}
+    share = sum(e.label == "b" for e in valid) / len(valid)
+    overall = sum(e.label == "b" for e in kept) / len(kept)
+    assert share == pytest.approx(overall, abs=0.02)
+    assert len(valid) == round(len(kept) * 0.2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,14 +125,53 @@ def check_row(line: str, number: int) -> tuple[list[str], Example | None]:
     return problems, Example(messages=messages, line=number, label=label, meta=meta)
 
 
+def exact_key(example: Example) -> str:
+    return json.dumps([[m["role"], m["content"]] for m in example.messages], ensure_ascii=False)
+
+
+def normalized_key(example: Example) -> str:
+    """Case, punctuation and spacing do not make a different example."""
+    text = " \x1f ".join(f"{m['role']}: {m['content']}" for m in example.messages)
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def dedupe(examples: list[Example]) -> tuple[list[Example], int, int]:
+    """Keep the first of each group of duplicates: (kept, exact dropped, normalized dropped)."""
+    seen_exact: set[str] = set()
+    seen_normal: set[str] = set()
+    kept: list[Example] = []
+    exact = normal = 0
+    for example in examples:
+        key, loose = exact_key(example), normalized_key(example)
+        if key in seen_exact:
+            exact += 1
+        elif loose in seen_normal:
+            normal += 1
+        else:
+            kept.append(example)
+        seen_exact.add(key)
+        seen_normal.add(loose)
+    return kept, exact, normal
+
+
 def split(
     examples: list[Example], fraction: float, seed: int
 ) -> tuple[list[Example], list[Example]]:
-    """Deterministic (seeded) split of `fraction` of the examples into validation."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    n_valid = max(1, round(len(examples) * fraction))
-    valid_idx = set(order[:n_valid])
+    """Deterministic (seeded) split of `fraction` into validation, stratified by label.
+
+    Dedupe first (see `dedupe`): a duplicate on both sides would leak. Rows without a
+    `label` are split as one group.
+    """
+    groups: dict[str, list[int]] = {}
+    for index, example in enumerate(examples):
+        groups.setdefault(str(example.label), []).append(index)
+    valid_idx: set[int] = set()
+    for label in sorted(groups):
+        members = groups[label]
+        random.Random(f"{seed}:{label}").shuffle(members)
+        valid_idx.update(members[: round(len(members) * fraction)])
+    if not valid_idx and len(examples) > 1:
+        valid_idx.add(random.Random(seed).randrange(len(examples)))
     train = [e for i, e in enumerate(examples) if i not in valid_idx]
     valid = [e for i, e in enumerate(examples) if i in valid_idx]
     return train, valid

@@ -12,9 +12,18 @@ from training_scripts.data import IGNORE_INDEX, Encoded, Example, collate, iter_
 
 def token_loss_sum(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     """Summed next-token cross-entropy over trained tokens, and how many there were."""
+    import torch
     import torch.nn.functional as F
 
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    mask = batch["attention_mask"]
+    if mask.dim() == 4:  # packed: a block-diagonal boolean mask becomes an additive one
+        dtype = next(model.parameters()).dtype
+        mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+            ~mask, torch.finfo(dtype).min
+        )
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch.get("position_ids")
+    ).logits
     shift_logits = logits[:, :-1, :].float()
     shift_labels = batch["labels"][:, 1:]
     loss = F.cross_entropy(

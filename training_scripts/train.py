@@ -25,6 +25,7 @@ from training_scripts.data import (
     Encoded,
     Example,
     collate,
+    dedupe,
     encode,
     micro_batches,
     read_chat_jsonl,
@@ -142,7 +143,11 @@ def load_data(
 ) -> Datasets:
     spec = recipe["data"]
     seed = recipe["training"]["seed"]
-    train_examples = read_chat_jsonl(platforms.data_path("train", spec["train"], paths))
+    train_examples, exact, normal = dedupe(
+        read_chat_jsonl(platforms.data_path("train", spec["train"], paths))
+    )
+    if exact or normal:
+        log(dist, f"dedupe: dropped {exact} exact and {normal} normalized duplicates")
     validation = spec["validation"]
     if isinstance(validation, float):
         train_examples, valid_examples = split(train_examples, validation, seed)
@@ -198,12 +203,13 @@ def train_loop(
         )
     accumulation = spec["batch_size"] // (micro * dist.world)
     per_step = accumulation * dist.world  # micro-batches per optimizer step, all processes
-    lengths = [len(e) for e in data.train]
+    units, collate_fn = training_units(data.train, recipe["data"], dist)
+    lengths = [len(u) for u in units]
     steps_per_epoch = len(micro_batches(lengths, micro, spec["seed"], 0)) // per_step
     if steps_per_epoch == 0:
         raise DataError(
             [
-                f"data.train: {len(data.train)} examples are fewer than one batch "
+                f"data.train: {len(units)} sequences are fewer than one batch "
                 f"(batch_size {spec['batch_size']})"
             ]
         )
@@ -249,12 +255,12 @@ def train_loop(
         epoch, index = divmod(step, steps_per_epoch)
         batches = micro_batches(lengths, micro, spec["seed"], epoch)
         group = batches[index * per_step : (index + 1) * per_step]
-        mine = [[data.train[i] for i in batch] for batch in group[dist.rank :: dist.world]]
+        mine = [[units[i] for i in batch] for batch in group[dist.rank :: dist.world]]
         local_targets = sum(e.trained_tokens for batch in mine for e in batch)
         global_targets = dist.sum(float(local_targets), device)
         loss_total, input_tokens = 0.0, 0
         for i, items in enumerate(mine):
-            batch = {k: v.to(device) for k, v in collate(items, pad_id).items()}
+            batch = {k: v.to(device) for k, v in collate_fn(items, pad_id).items()}
             input_tokens += int(batch["attention_mask"].sum())
             sync = contextlib.nullcontext()
             if dist.enabled and i < len(mine) - 1:
@@ -324,6 +330,24 @@ def train_loop(
         "world_size": dist.world,
         "global_batch": spec["batch_size"],
     }
+
+
+def training_units(
+    examples: list[Encoded], data_spec: dict[str, Any], dist: Dist
+) -> tuple[list[Any], Any]:
+    """What a micro-batch is made of: examples, or packed sequences of several examples."""
+    from training_scripts.packing import collate_packed, pack
+
+    if not data_spec["packing"]:
+        return examples, collate
+    packed = pack(examples, data_spec["max_seq_len"])
+    real = sum(len(p) for p in packed)
+    log(
+        dist,
+        f"packing: {len(examples)} examples into {len(packed)} sequences of <= "
+        f"{data_spec['max_seq_len']} tokens ({real / (len(packed) * data_spec['max_seq_len']):.1%} full)",
+    )
+    return packed, collate_packed
 
 
 def _autocast(recipe: dict[str, Any], device: Any) -> Any:
