@@ -270,6 +270,137 @@ def schema() -> None:
     _emit_json(Recipe.model_json_schema())
 
 
+@app.command()
+@handle_errors
+def export(
+    run_id: RunIdArg,
+    merge: Annotated[bool, typer.Option(help="Merge the adapter into the base weights.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where to write (default: in the run directory)."),
+    ] = None,
+    output: FormatOpt = Format.text,
+) -> None:
+    """Write a finished run's adapter, or a merged model, and report validation loss
+    with the adapter and after the merge."""
+    from recipes.errors import RecipeInputError
+
+    _, ref, _ = _lookup(run_id)
+    if "run_dir" not in ref.ids:
+        raise RecipeInputError(
+            f"RUN_ID: export works on local runs; {run_id} ran on {ref.provider}"
+        )
+    from training_scripts.export import export as run_export
+    from training_scripts.modeling import SetupError
+
+    try:
+        result = run_export(Path(ref.ids["run_dir"]), merge, out)
+    except SetupError as exc:
+        raise RecipeInputError(f"RUN_ID: {exc}") from None
+    if output == Format.json:
+        _emit_json(result)
+        return
+    print(f"wrote {result['output']}")
+    print(f"valid_loss with adapter: {result['valid_loss_with_adapter']:.5f}")
+    if merge:
+        print(
+            f"valid_loss merged:       {result['valid_loss_merged']:.5f} "
+            f"(difference {result['difference']:+.2e})"
+        )
+
+
+# --- data ------------------------------------------------------------------------------
+
+data_app = typer.Typer(
+    help="Check data files, and preview exactly which tokens a recipe trains on.",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
+
+RecipeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--recipe",
+        "-r",
+        help="Take format, pii policy, max_seq_len, train_on and the tokenizer from this recipe.",
+    ),
+]
+
+
+@data_app.command("check")
+@handle_errors
+def data_check(
+    files: Annotated[list[Path], typer.Argument(help="JSONL files to check.")],
+    recipe: RecipeOpt = None,
+    strict: Annotated[
+        bool, typer.Option(help="Treat warnings (duplicates, over-long rows) as errors.")
+    ] = False,
+    output: FormatOpt = Format.text,
+) -> None:
+    """Check every row; report each problem with its line; print token statistics. Exit 2 on errors."""
+    from recipes import datacheck, render
+
+    settings = _data_settings(recipe)
+    tokenizer = datacheck.load_tokenizer(settings.base)
+    reports = [datacheck.check(_local_data(f), settings, tokenizer) for f in files]
+    if output == Format.json:
+        _emit_json([r.to_dict() for r in reports])
+    else:
+        render.data_reports(reports, tokenizer is not None)
+    failing = any(r.errors or (strict and r.warnings) for r in reports)
+    if failing:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@data_app.command("preview")
+@handle_errors
+def data_preview(
+    file: Annotated[Path, typer.Argument(help="JSONL file.")],
+    recipe: RecipeOpt = None,
+    count: Annotated[int, typer.Option("--count", "-n", help="How many examples.")] = 3,
+) -> None:
+    """Show examples as the model sees them, trained tokens marked ⟦like this⟧."""
+    from recipes import datacheck, render
+    from recipes.errors import RecipeInputError
+    from training_scripts.rows import DataError, read_examples
+
+    settings = _data_settings(recipe)
+    tokenizer = datacheck.load_tokenizer(settings.base)
+    if tokenizer is None:
+        raise RecipeInputError("preview needs the train extra: pip install '.[train]'")
+    try:
+        examples = read_examples(_local_data(file), settings.format)[:count]
+    except DataError as exc:
+        raise RecipeInputError([_row_problem(p) for p in exc.problems]) from None
+    for example in examples:
+        render.preview(
+            example.line, datacheck.preview_segments(example, tokenizer, settings.train_on)
+        )
+
+
+def _data_settings(recipe: Path | None) -> Any:
+    from recipes.datacheck import Settings
+    from recipes.loader import load_recipe
+
+    return Settings.from_recipe(load_recipe(recipe).resolved() if recipe else None)
+
+
+def _local_data(path: Path) -> Path:
+    from recipes.errors import RecipeInputError
+
+    if "://" in str(path):
+        raise RecipeInputError(
+            f"FILE: {path}: remote data arrives with the cloud providers; check a local copy"
+        )
+    return path
+
+
+def _row_problem(problem: Any) -> Any:
+    from recipes.errors import Problem
+
+    return Problem(problem.message, file=problem.file, line=problem.line)
+
+
 # --- helpers -----------------------------------------------------------------------------
 
 

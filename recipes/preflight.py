@@ -11,7 +11,7 @@ from recipes.schema import Recipe
 
 def check_local_data(recipe: Recipe) -> None:
     """Every row of every local data file is well formed (torch-free, no tokenizer)."""
-    from training_scripts.data import DataError, read_chat_jsonl
+    from training_scripts.data import DataError, read_examples
 
     problems: list[Problem] = []
     for field, location in (
@@ -22,7 +22,7 @@ def check_local_data(recipe: Recipe) -> None:
         if not isinstance(location, str) or rules.is_remote(location):
             continue
         try:
-            read_chat_jsonl(Path(location))
+            read_examples(Path(location))
         except DataError as exc:
             problems += [
                 Problem(p.message, file=p.file, line=p.line, field=field) for p in exc.problems

@@ -9,11 +9,12 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from providers.base import Plan, Provider, RunRef, RunStatus, State
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)  # long paths must stay on one line
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 POLL_SECONDS = 1.0
 
@@ -192,3 +193,55 @@ def _state(state: State) -> str:
         State.CANCELLED: "yellow",
     }.get(state, "cyan")
     return f"[{colour}]{state.value}[/{colour}]"
+
+
+def data_reports(reports: list[Any], with_tokens: bool) -> None:
+    for report in reports:
+        for finding in report.findings:
+            colour = "red" if finding.severity == "error" else "yellow"
+            where = f"{report.file}:{finding.line}" if finding.line else report.file
+            out.print(f"{where}: [{colour}]{finding.severity}[/{colour}] ", end="")
+            out.print(finding.message, markup=False)
+        summary = (
+            f"[bold]{report.file}[/bold]: {report.examples} examples ({report.format}), "
+            f"{len(report.errors)} errors, {len(report.warnings)} warnings"
+        )
+        out.print(summary)
+        stats = report.stats
+        if stats.get("tokens_per_example"):
+            table = Table(box=None)
+            for column in (
+                "tokens (" + stats["tokenizer"] + ")",
+                "min",
+                "p10",
+                "median",
+                "p90",
+                "max",
+            ):
+                table.add_column(column, justify="right")
+            for name, key in (
+                ("per example", "tokens_per_example"),
+                ("trained per example", "assistant_tokens_per_example"),
+            ):
+                spread = stats[key]
+                table.add_row(
+                    name, *(f"{spread[k]:.0f}" for k in ("min", "p10", "median", "p90", "max"))
+                )
+            out.print(table)
+            out.print(
+                f"  training tokens: {stats['tokens']:,} x {stats['epochs']:g} epochs = "
+                f"{stats['training_tokens']:,}"
+            )
+        elif not with_tokens:
+            out.print("  (token statistics need the train extra: pip install '.[train]')")
+
+
+def preview(line: int, segments: list[tuple[str, bool]]) -> None:
+    out.print(f"[bold]--- line {line}[/bold]  (trained tokens are marked ⟦like this⟧)")
+    text = Text()
+    for chunk, trained in segments:
+        if trained:
+            text.append("⟦" + chunk + "⟧", style="bold green")
+        else:
+            text.append(chunk, style="dim")
+    out.print(text)

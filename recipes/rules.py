@@ -67,6 +67,14 @@ def gates_have_inputs(recipe: Recipe, _: Path) -> Iterator[Finding]:
         yield (("eval", "gates", "valid_loss_max"), "needs validation data (data.validation)")
 
 
+def early_stopping_needs_validation(recipe: Recipe, _: Path) -> Iterator[Finding]:
+    if recipe.training.early_stopping_patience and recipe.data.validation is None:
+        yield (
+            ("training", "early_stopping_patience"),
+            "needs validation data (data.validation)",
+        )
+
+
 def replicas_ordered(recipe: Recipe, _: Path) -> Iterator[Finding]:
     d = recipe.deploy
     if d and d.min_replicas > d.max_replicas:
@@ -96,6 +104,7 @@ RULES: tuple[Rule, ...] = (
     qlora_needs_cuda,
     gpus_match_accelerator,
     gates_have_inputs,
+    early_stopping_needs_validation,
     replicas_ordered,
     local_files_exist,
 )

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from providers.local_runtime import read_json
+from tests import wandb_files
 from tests.conftest import CLI, tiny_recipe
 
 pytestmark = pytest.mark.slow
@@ -74,8 +75,28 @@ def test_run_wait_trains_evaluates_and_records(cli: CLI, write_recipe, small_dat
     assert [r["step"] for r in steps if "loss" in r] == [1, 2, 3, 4]
     assert list((run_dir / "checkpoints").iterdir())
 
-    # W&B wrote an offline run, and the key appears nowhere in the run directory.
-    assert list((run_dir / "wandb").glob("offline-run-*"))
+    # W&B wrote one offline run: the run's id and tags, the recipe as config, metrics,
+    # the final summary and the adapter as an artifact; the key appears nowhere.
+    (run_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    records = wandb_files.records(run_file)
+    by_kind: dict[str, list] = {}
+    for record in records:
+        by_kind.setdefault(record.WhichOneof("record_type"), []).append(record)
+    (run,) = by_kind["run"]
+    assert run.run.run_id == out["run_id"]
+    assert {"project:tests", "owner:ci", f"run_id:{out['run_id']}"[:64]} <= set(run.run.tags)
+    config_keys = {item.key for item in run.run.config.update}
+    assert {"model", "data", "method", "training"} <= config_keys
+
+    def keys(items) -> set[str]:
+        return {item.key or "/".join(item.nested_key) for item in items}
+
+    history = set().union(*(keys(r.history.item) for r in by_kind["history"]))
+    assert {"loss", "lr", "tokens_per_s"} <= history
+    summary = set().union(*(keys(r.summary.update) for r in by_kind["summary"]))
+    assert {"after/valid_loss", "after/golden_macro_f1"} <= summary
+    (artifact,) = by_kind["artifact"]
+    assert artifact.artifact.type == "model" and artifact.artifact.name.endswith("-adapter")
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
@@ -97,6 +118,18 @@ def test_run_prints_run_id_and_returns(cli: CLI, write_recipe, small_data: Path)
     assert run_id.startswith("tiny-")
     final = wait_for(lambda: (s := cli.json("status", run_id))["state"] == "succeeded" and s)
     assert final["metrics"]["after"]["valid_loss"] > 0
+
+    # export: the adapter as is, then merged, with the loss checked on both sides.
+    plain = cli.json("export", run_id)
+    assert (Path(plain["output"]) / "adapter_config.json").exists()
+    merged = cli.json("export", run_id, "--merge")
+    assert (Path(merged["output"]) / "model.safetensors").exists()
+    assert merged["valid_loss_with_adapter"] == pytest.approx(
+        final["metrics"]["after"]["valid_loss"], rel=1e-4
+    )
+    assert abs(merged["difference"]) < 1e-3 * merged["valid_loss_with_adapter"]
+    again = cli("export", run_id, "--merge")
+    assert again.returncode == 2 and "already exists" in again.stderr
 
 
 def test_cancel_stops_the_whole_tree(cli: CLI, write_recipe, small_data: Path) -> None:
@@ -178,3 +211,30 @@ def test_two_processes_with_torchrun(cli: CLI, write_recipe, small_data: Path) -
     assert out["metrics"]["train"]["world_size"] == 2
     log = Path(out["artifacts"]["log"]).read_text()
     assert "global batch 8 = 4 micro x 1 accumulation x 2 process(es)" in log
+
+
+def test_packing_sampled_eval_and_early_stopping(cli: CLI, write_recipe, small_data: Path) -> None:
+    recipe = tiny_recipe(
+        small_data,
+        data={"packing": True},
+        training={
+            "max_steps": 40,
+            "epochs": 40,
+            "batch_size": 2,
+            "micro_batch_size": 1,
+            "learning_rate": 0.5,  # diverges on purpose, so validation stops improving
+            "eval_every_steps": 2,
+            "eval_sample_size": 4,
+            "early_stopping_patience": 2,
+        },
+    )
+    result = cli("run", write_recipe(recipe), "--wait", "--format", "json")
+    out = json.loads(result.stdout)
+    train = out["metrics"]["train"]
+    assert train["early_stopped"] and train["steps"] < 40
+    log = Path(out["artifacts"]["log"]).read_text()
+    assert "packing: " in log and "early stopping at step" in log
+    records = [json.loads(x) for x in Path(out["artifacts"]["metrics"]).read_text().splitlines()]
+    sampled = [r for r in records if "valid_loss" in r and "step" in r]
+    assert sampled and all("valid_token_accuracy" in r for r in sampled)
+    assert 0 <= out["metrics"]["after"]["valid_token_accuracy"] <= 1

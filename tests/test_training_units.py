@@ -14,7 +14,7 @@ from training_scripts.data import (
     Example,
     encode,
     micro_batches,
-    read_chat_jsonl,
+    read_examples,
     split,
 )
 from training_scripts.modeling import BUILTIN_DIR, SetupError, resolve_base
@@ -76,7 +76,7 @@ def test_bad_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
     ]
     path.write_text("\n".join(rows) + "\n")
     with pytest.raises(DataError) as info:
-        read_chat_jsonl(path)
+        read_examples(path)
     text = str(info.value)
     assert f"{path}:2: invalid JSON" in text
     assert f"{path}:3: expected a JSON object" in text
@@ -90,11 +90,11 @@ def test_empty_and_non_utf8_files(tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(DataError, match="empty"):
-        read_chat_jsonl(empty)
+        read_examples(empty)
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes(b'{"messages": []}\n{"x": "caf\xe9"}\n')
     with pytest.raises(DataError, match=r"latin.jsonl:2: not UTF-8"):
-        read_chat_jsonl(latin)
+        read_examples(latin)
 
 
 def test_split_is_deterministic_and_disjoint() -> None:
@@ -227,3 +227,22 @@ def test_split_is_stratified_and_nothing_crosses() -> None:
     overall = sum(e.label == "b" for e in kept) / len(kept)
     assert share == pytest.approx(overall, abs=0.02)
     assert len(valid) == round(len(kept) * 0.2)
+
+
+def test_early_stopping_patience() -> None:
+    from training_scripts.train import EarlyStopping
+
+    stopper = EarlyStopping(patience=2)
+    assert [stopper.update(v) for v in (3.0, 2.0, 2.5, 2.1)] == [False, False, False, True]
+    assert stopper.best == 2.0
+    assert not any(EarlyStopping(None).update(v) for v in (1.0, 2.0, 3.0, 4.0))
+
+
+def test_eval_kinds() -> None:
+    from training_scripts.train import eval_kinds
+
+    spec = {"eval_every_steps": 5}
+    assert eval_kinds(5, 10, 30, spec) == ("sample",)
+    assert eval_kinds(10, 10, 30, spec) == ("sample", "full")
+    assert eval_kinds(7, 10, 30, {"eval_every_steps": None}) == ()
+    assert eval_kinds(30, 10, 30, {"eval_every_steps": None}) == ("full",)

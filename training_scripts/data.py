@@ -1,7 +1,7 @@
-"""Chat data: reading rows, splitting, turning conversations into tokens and labels.
+"""Examples: deduplication, splits, tokens and loss masks, micro-batches.
 
-Row checks here are torch-free so the `recipe` CLI can reuse them; tokenization
-takes any tokenizer with a chat template.
+Reading and checking rows lives in rows.py (torch-free, shared with the `recipe`
+CLI); tokenization takes any tokenizer with a chat template.
 """
 
 from __future__ import annotations
@@ -10,119 +10,14 @@ import json
 import random
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+from training_scripts.rows import DataError, Example, RowProblem, read_examples
+
+__all__ = ["DataError", "Example", "RowProblem", "read_examples"]
+
 IGNORE_INDEX = -100
-ROLES = ("system", "user", "assistant", "tool")
-MESSAGE_KEYS = {"role", "content", "weight", "name", "tool_calls", "tool_call_id"}
-
-
-@dataclass(frozen=True)
-class RowProblem:
-    file: str
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        return (
-            f"{self.file}:{self.line}: {self.message}"
-            if self.line
-            else f"{self.file}: {self.message}"
-        )
-
-
-class DataError(Exception):
-    """A data file is wrong; names file and line. The job exits with code 2."""
-
-    def __init__(self, problems: Sequence[RowProblem | str]):
-        self.problems = [
-            p if isinstance(p, RowProblem) else RowProblem("data", None, p) for p in problems
-        ]
-        shown = [str(p) for p in self.problems[:20]]
-        more = len(self.problems) - len(shown)
-        super().__init__("\n".join(shown) + (f"\n... and {more} more" if more > 0 else ""))
-
-
-@dataclass(frozen=True)
-class Example:
-    messages: list[dict[str, Any]]
-    line: int
-    label: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def target(self) -> str:
-        """The expected answer: the last assistant message."""
-        return next(m["content"] for m in reversed(self.messages) if m["role"] == "assistant")
-
-    @property
-    def prompt_messages(self) -> list[dict[str, Any]]:
-        """Everything before the last assistant message."""
-        last = max(i for i, m in enumerate(self.messages) if m["role"] == "assistant")
-        return self.messages[:last]
-
-
-def read_chat_jsonl(path: Path) -> list[Example]:
-    """Read OpenAI-chat JSONL; every bad row is reported with its line number."""
-    problems: list[RowProblem] = []
-    examples: list[Example] = []
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError([RowProblem(str(path), None, "file not found")]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError([RowProblem(str(path), line, f"not UTF-8 (byte {exc.start})")]) from None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        row_problems, example = check_row(line, number)
-        problems.extend(RowProblem(str(path), number, p) for p in row_problems)
-        if example is not None and not row_problems:
-            examples.append(example)
-    if not examples and not problems:
-        problems.append(RowProblem(str(path), None, "no examples (the file is empty)"))
-    if problems:
-        raise DataError(problems)
-    return examples
-
-
-def check_row(line: str, number: int) -> tuple[list[str], Example | None]:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return [f"invalid JSON ({exc.msg} at column {exc.colno})"], None
-    if not isinstance(row, dict):
-        return [f"expected a JSON object, got {type(row).__name__}"], None
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return ["messages: missing or empty (expected a list of {role, content})"], None
-    problems: list[str] = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            problems.append(f"{where}: expected an object")
-            continue
-        unknown = set(message) - MESSAGE_KEYS
-        if unknown:
-            problems.append(f"{where}: unknown key {sorted(unknown)[0]!r}")
-        role = message.get("role")
-        if role not in ROLES:
-            problems.append(f"{where}.role: {role!r} is not one of {', '.join(ROLES)}")
-        content = message.get("content")
-        if not isinstance(content, str) or (not content.strip() and "tool_calls" not in message):
-            problems.append(f"{where}.content: missing or empty")
-        if "weight" in message and message["weight"] not in (0, 1):
-            problems.append(f"{where}.weight: must be 0 or 1, got {message['weight']!r}")
-    if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
-        problems.append("messages: no assistant message (nothing to learn)")
-    label = row.get("label")
-    meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
-    return problems, Example(messages=messages, line=number, label=label, meta=meta)
 
 
 def exact_key(example: Example) -> str:
@@ -193,11 +88,17 @@ class Encoded:
         return sum(1 for t in self.labels if t != IGNORE_INDEX)
 
 
-def render(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool) -> list[int]:
+def render(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    generation_prompt: bool,
+    tools: list[dict[str, Any]] | None = None,
+) -> list[int]:
+    """Token ids of a conversation as the model's chat template writes it."""
+    clean = [{k: v for k, v in m.items() if k != "weight"} for m in messages]
+    kwargs = {"tools": tools} if tools else {}
     text = tokenizer.apply_chat_template(
-        [{"role": m["role"], "content": m["content"]} for m in messages],
-        tokenize=False,
-        add_generation_prompt=generation_prompt,
+        clean, tokenize=False, add_generation_prompt=generation_prompt, **kwargs
     )
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -214,11 +115,11 @@ def encode(example: Example, tokenizer: Any, train_on: str) -> Encoded:
     ids: list[int] = []
     labels: list[int] = []
     for i, message in enumerate(messages):
-        full = render(tokenizer, messages[: i + 1], generation_prompt=False)
+        full = render(tokenizer, messages[: i + 1], False, example.tools)
         trained = _is_trained(message, i, assistant_idx, train_on)
         if message["role"] == "assistant":
             # The header ("<|im_start|>assistant\n") is prompt, trained only with train_on: all.
-            header = render(tokenizer, messages[:i], generation_prompt=True)
+            header = render(tokenizer, messages[:i], True, example.tools)
             _check_prefix(ids, header, example)
             new = header[len(ids) :]
             labels += list(new) if trained and train_on == "all" else [IGNORE_INDEX] * len(new)

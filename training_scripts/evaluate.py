@@ -10,10 +10,9 @@ from typing import Any
 from training_scripts.data import IGNORE_INDEX, Encoded, Example, collate, iter_chunks
 
 
-def token_loss_sum(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
-    """Summed next-token cross-entropy over trained tokens, and how many there were."""
+def shifted_logits(model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
+    """Next-token logits and the labels they are scored against."""
     import torch
-    import torch.nn.functional as F
 
     mask = batch["attention_mask"]
     if mask.dim() == 4:  # packed: a block-diagonal boolean mask becomes an additive one
@@ -24,36 +23,52 @@ def token_loss_sum(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     logits = model(
         input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch.get("position_ids")
     ).logits
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = batch["labels"][:, 1:]
+    return logits[:, :-1, :].float(), batch["labels"][:, 1:]
+
+
+def token_loss_sum(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """Summed next-token cross-entropy over trained tokens, and how many there were."""
+    import torch.nn.functional as F
+
+    logits, labels = shifted_logits(model, batch)
     loss = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)),
-        shift_labels.reshape(-1),
+        logits.reshape(-1, logits.size(-1)),
+        labels.reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="sum",
     )
-    return loss, int((shift_labels != IGNORE_INDEX).sum())
+    return loss, int((labels != IGNORE_INDEX).sum())
 
 
-def validation_loss(
+def validation_metrics(
     model: Any, encoded: Sequence[Encoded], pad_id: int, batch_size: int, device: Any
-) -> float | None:
+) -> dict[str, float] | None:
+    """Mean token loss and next-token accuracy over the trained tokens of `encoded`."""
     import torch
+    import torch.nn.functional as F
 
     if not encoded:
         return None
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
-    ordered = sorted(encoded, key=len)
+    total, count, correct = 0.0, 0, 0
     with torch.no_grad():
-        for chunk in iter_chunks(ordered, batch_size):
+        for chunk in iter_chunks(sorted(encoded, key=len), batch_size):
             batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
-            loss, n = token_loss_sum(model, batch)
-            total += float(loss)
-            count += n
+            logits, labels = shifted_logits(model, batch)
+            trained = labels != IGNORE_INDEX
+            total += float(F.cross_entropy(logits[trained], labels[trained], reduction="sum"))
+            correct += int((logits.argmax(-1)[trained] == labels[trained]).sum())
+            count += int(trained.sum())
     model.train(was_training)
-    return total / max(count, 1)
+    return {"loss": total / max(count, 1), "token_accuracy": correct / max(count, 1)}
+
+
+def validation_loss(
+    model: Any, encoded: Sequence[Encoded], pad_id: int, batch_size: int, device: Any
+) -> float | None:
+    metrics = validation_metrics(model, encoded, pad_id, batch_size, device)
+    return None if metrics is None else metrics["loss"]
 
 
 def generate_answers(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 # Runs of 13-19 digits, optionally grouped by spaces or dashes.
@@ -81,3 +82,37 @@ def redact(text: str) -> str:
     for finding in reversed(find(text)):
         text = text[: finding.start] + PLACEHOLDERS[finding.kind] + text[finding.end :]
     return text
+
+
+def apply_policy(examples: list[Any], policy: str, source: str) -> tuple[list[Any], int]:
+    """Apply `data.pii` to examples: (what to train on, how many rows had personal data)."""
+    from dataclasses import replace
+
+    from training_scripts.rows import DataError, RowProblem
+
+    if policy == "allow":
+        return examples, 0
+    kept, flagged, problems = [], 0, []
+    for example in examples:
+        kinds = sorted({f.kind for m in example.messages for f in find(m.get("content") or "")})
+        if not kinds:
+            kept.append(example)
+            continue
+        flagged += 1
+        if policy == "fail":
+            problems.append(
+                RowProblem(
+                    source,
+                    example.line,
+                    f"personal data ({', '.join(kinds)}); set data.pii to redact, drop or allow",
+                )
+            )
+        elif policy == "redact":
+            messages = [
+                {**m, "content": redact(m["content"])} if m.get("content") else m
+                for m in example.messages
+            ]
+            kept.append(replace(example, messages=messages))
+    if problems:
+        raise DataError(problems)
+    return kept, flagged

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training_scripts import checkpoints, platforms
+from training_scripts import checkpoints, pii, platforms
 from training_scripts.data import (
     DataError,
     Encoded,
@@ -28,7 +28,7 @@ from training_scripts.data import (
     dedupe,
     encode,
     micro_batches,
-    read_chat_jsonl,
+    read_examples,
     split,
 )
 from training_scripts.distributed import Dist
@@ -143,22 +143,28 @@ def load_data(
 ) -> Datasets:
     spec = recipe["data"]
     seed = recipe["training"]["seed"]
-    train_examples, exact, normal = dedupe(
-        read_chat_jsonl(platforms.data_path("train", spec["train"], paths))
+    fmt, policy = spec["format"], spec["pii"]
+    train_path = platforms.data_path("train", spec["train"], paths)
+    train_examples, flagged = pii.apply_policy(
+        read_examples(train_path, fmt), policy, str(train_path)
     )
+    if flagged:
+        log(dist, f"pii: {flagged} rows with personal data ({policy})")
+    train_examples, exact, normal = dedupe(train_examples)
     if exact or normal:
         log(dist, f"dedupe: dropped {exact} exact and {normal} normalized duplicates")
     validation = spec["validation"]
     if isinstance(validation, float):
         train_examples, valid_examples = split(train_examples, validation, seed)
     elif isinstance(validation, str):
-        valid_examples = read_chat_jsonl(platforms.data_path("validation", validation, paths))
+        valid_path = platforms.data_path("validation", validation, paths)
+        valid_examples, _ = pii.apply_policy(
+            read_examples(valid_path, fmt), policy, str(valid_path)
+        )
     else:
         valid_examples = []
     golden_path = recipe["eval"]["golden"]
-    golden = (
-        read_chat_jsonl(platforms.data_path("golden", golden_path, paths)) if golden_path else []
-    )
+    golden = read_examples(platforms.data_path("golden", golden_path, paths)) if golden_path else []
 
     limit = spec["max_seq_len"]
     train = [encode(e, tokenizer, spec["train_on"]) for e in train_examples]
@@ -192,7 +198,7 @@ def train_loop(
     import torch
     from transformers import get_scheduler
 
-    from training_scripts.evaluate import token_loss_sum, validation_loss
+    from training_scripts.evaluate import token_loss_sum
 
     spec = recipe["training"]
     micro = spec["micro_batch_size"]
@@ -249,7 +255,7 @@ def train_loop(
     wrapped.train()
     tokens_seen, train_seconds = 0.0, 0.0
     window_tokens, window_start = 0.0, time.time()
-    last_valid: float | None = None
+    stopper = EarlyStopping(spec["early_stopping_patience"])
     while step < total_steps:
         tick = time.time()
         epoch, index = divmod(step, steps_per_epoch)
@@ -300,16 +306,37 @@ def train_loop(
                 f"step {step}/{total_steps} epoch {record['epoch']:.2f} loss {loss:.4f} "
                 f"lr {record['lr']:.2e} {rate:,.0f} tok/s",
             )
-        at_epoch_end = step % steps_per_epoch == 0
-        every = spec["eval_every_steps"]
-        if data.valid and ((every and step % every == 0) or (not every and at_epoch_end)):
+        stop = False
+        kinds = eval_kinds(step, steps_per_epoch, total_steps, spec) if data.valid else ()
+        if kinds:
             if dist.main:
-                last_valid = validation_loss(model, data.valid, pad_id, micro * 2, device)
-                # No total_steps: progress displays keep following the training records.
-                tracker.log({"phase": "train", "step": step, "valid_loss": round(last_valid, 5)})
-                log(dist, f"step {step}: valid_loss {last_valid:.4f}")
-            dist.barrier()
+                record = periodic_eval(model, data.valid, kinds, spec, pad_id, device)
+                tracker.log(
+                    {"phase": "train", "step": step, **record}
+                )  # no total_steps: not progress
+                log(dist, f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()))
+                watched = record.get("valid_loss", record.get("full_valid_loss"))
+                stop = stopper.update(watched)
+            stop = dist.sum(1.0 if stop else 0.0, device) > 0  # every process stops together
             wrapped.train()
+        save_every = spec["save_every_steps"]
+        if stop:
+            log(
+                dist,
+                f"early stopping at step {step}: no better validation loss in "
+                f"{spec['early_stopping_patience']} evaluations (best {stopper.best:.4f})",
+            )
+            if dist.main:
+                checkpoints.save(
+                    paths.checkpoint_dir,
+                    step,
+                    model,
+                    optimizer,
+                    scheduler,
+                    {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch},
+                )
+            dist.barrier()
+            break
         save_every = spec["save_every_steps"]
         if (save_every and step % save_every == 0) or step == total_steps:
             if dist.main:
@@ -323,13 +350,66 @@ def train_loop(
                 )
             dist.barrier()
     return {
-        "steps": total_steps,
+        "steps": step,
+        "planned_steps": total_steps,
+        "early_stopped": step < total_steps,
         "tokens": int(tokens_seen),
         "tokens_per_s": round(tokens_seen / max(train_seconds, 1e-9), 1),
         "train_seconds": round(train_seconds, 1),
         "world_size": dist.world,
         "global_batch": spec["batch_size"],
     }
+
+
+class EarlyStopping:
+    """Stop when the watched validation loss has not improved for `patience` evaluations."""
+
+    def __init__(self, patience: int | None):
+        self.patience = patience
+        self.best = float("inf")
+        self.bad = 0
+
+    def update(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        if value < self.best - 1e-6:
+            self.best, self.bad = value, 0
+        else:
+            self.bad += 1
+        return self.patience is not None and self.bad >= self.patience
+
+
+def eval_kinds(step: int, steps_per_epoch: int, total_steps: int, spec: dict[str, Any]) -> tuple:
+    """Which validation runs now: a sample every eval_every_steps, all of it at epoch ends."""
+    kinds = []
+    every = spec["eval_every_steps"]
+    if every and step % every == 0:
+        kinds.append("sample")
+    if step % steps_per_epoch == 0 or step == total_steps:
+        kinds.append("full")
+    return tuple(kinds)
+
+
+def periodic_eval(
+    model: Any, valid: list[Encoded], kinds: tuple, spec: dict[str, Any], pad_id: int, device: Any
+) -> dict[str, float]:
+    import random
+
+    from training_scripts.evaluate import validation_metrics
+
+    batch = spec["micro_batch_size"] * 2
+    record: dict[str, float] = {}
+    if "sample" in kinds:
+        size = min(spec["eval_sample_size"], len(valid))
+        sample = random.Random(spec["seed"]).sample(valid, size)  # the same sample every time
+        metrics = validation_metrics(model, sample, pad_id, batch, device) or {}
+        record["valid_loss"] = round(metrics["loss"], 5)
+        record["valid_token_accuracy"] = round(metrics["token_accuracy"], 5)
+    if "full" in kinds:
+        metrics = validation_metrics(model, valid, pad_id, batch, device) or {}
+        record["full_valid_loss"] = round(metrics["loss"], 5)
+        record["full_valid_token_accuracy"] = round(metrics["token_accuracy"], 5)
+    return record
 
 
 def training_units(
@@ -369,10 +449,10 @@ def evaluate_model(
 ) -> dict[str, Any]:
     from training_scripts import evaluate
 
+    metrics = evaluate.validation_metrics(model, data.valid, tokenizer.pad_token_id, batch, device)
     result: dict[str, Any] = {
-        "valid_loss": evaluate.validation_loss(
-            model, data.valid, tokenizer.pad_token_id, batch, device
-        )
+        "valid_loss": metrics["loss"] if metrics else None,
+        "valid_token_accuracy": metrics["token_accuracy"] if metrics else None,
     }
     if data.golden:
         result["golden"] = evaluate.golden(

@@ -44,9 +44,19 @@ class DataSpec(Section):
             "deterministically with the training seed; null for none."
         ),
     )
-    format: Literal["chat"] = Field(
+    format: Literal["chat", "prompt_completion", "alpaca"] = Field(
         default="chat",
-        description="Row format: 'chat' is OpenAI chat JSONL ({\"messages\": [...]} per line).",
+        description=(
+            'Row format: chat (OpenAI chat JSONL, {"messages": [...]}), prompt_completion '
+            '({"prompt", "completion"}) or alpaca ({"instruction", "input", "output"}).'
+        ),
+    )
+    pii: Literal["fail", "redact", "drop", "allow"] = Field(
+        default="fail",
+        description=(
+            "Rows with emails, phone numbers, card numbers (Luhn) or IBANs: fail the check, "
+            "redact them to placeholders, drop the rows, or allow them."
+        ),
     )
     max_seq_len: int = Field(
         default=512,

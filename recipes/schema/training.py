@@ -45,7 +45,19 @@ class TrainingSpec(Section):
     )
     log_every_steps: int = Field(default=10, ge=1, description="Steps between metric records.")
     eval_every_steps: int | None = Field(
-        default=None, ge=1, description="Steps between validation-loss checks (default: epoch end)."
+        default=None,
+        ge=1,
+        description="Steps between validation-loss checks on a sample (the full set is scored at epoch ends).",
+    )
+    eval_sample_size: int = Field(
+        default=64,
+        ge=1,
+        description="Validation examples scored every eval_every_steps (all of them at epoch ends).",
+    )
+    early_stopping_patience: int | None = Field(
+        default=None,
+        ge=1,
+        description="Stop after this many validations without a lower validation loss.",
     )
     save_every_steps: int | None = Field(
         default=None, ge=1, description="Steps between checkpoints (default: only at the end)."

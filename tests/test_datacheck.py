@@ -1,0 +1,204 @@
+"""`recipe data check` and `recipe data preview`, through the CLI as users run them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import CATALOG, CLI, SUPPORT_DATA
+
+GOOD = {
+    "messages": [
+        {"role": "user", "content": "My card was stolen yesterday."},
+        {"role": "assistant", "content": "card_lost_stolen"},
+    ]
+}
+
+
+def chat(*messages: dict, **extra) -> dict:
+    return {"messages": list(messages), **extra}
+
+
+U = {"role": "user", "content": "hello"}
+A = {"role": "assistant", "content": "hi"}
+
+# line number -> (row, words the report must say about that line)
+DEFECTS: dict[int, tuple[object, str]] = {
+    1: (GOOD, ""),
+    2: ("{not json", "invalid JSON"),
+    3: (b'{"messages": "caf\xe9"}', "not UTF-8"),
+    4: ([1, 2], "expected a JSON object"),
+    5: ({"text": "no messages"}, "messages: missing or empty"),
+    6: ({"messages": []}, "messages: missing or empty"),
+    7: (chat({"content": "who am I"}, A), "messages[0].role: missing"),
+    8: (chat({"role": "user"}, A), "messages[0].content: missing"),
+    9: (chat({**U, "mood": "happy"}, A), "messages[0]: unknown key 'mood'"),
+    10: (chat({"role": "robot", "content": "beep"}, A), "messages[0].role: 'robot' is not one of"),
+    11: (chat(U), "no assistant message"),
+    12: (chat(U, {**A, "weight": 2}), "messages[1].weight: must be 0 or 1"),
+    13: (chat(U, A, tools=[{"type": "func"}]), "tools[0].type: expected 'function'"),
+    14: (
+        chat(
+            U,
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {"type": "function", "function": {"name": "lookup", "arguments": "{oops"}}
+                ],
+            },
+        ),
+        "tool_calls[0].function.arguments: not valid JSON",
+    ),
+    15: (chat({"role": "user", "content": "word " * 400}, A), "over max_seq_len 128"),
+    16: (GOOD, "duplicate of line 1"),
+    17: (
+        chat({"role": "user", "content": "my CARD was stolen yesterday"}, GOOD["messages"][1]),
+        "near-duplicate of line 1",
+    ),
+    18: (
+        chat({"role": "user", "content": "Write to ana.lopez@example.org"}, A),
+        "personal data: email",
+    ),
+    19: (
+        chat({"role": "user", "content": "Card 4111 1111 1111 1111 was charged"}, A),
+        "personal data: card",
+    ),
+    20: (
+        chat({"role": "user", "content": "IBAN DE89 3704 0044 0532 0130 00"}, A),
+        "personal data: iban",
+    ),
+    21: (
+        chat({"role": "user", "content": "Call me on +44 20 7946 0958"}, A),
+        "personal data: phone",
+    ),
+}
+
+
+def write_defects(path: Path) -> None:
+    lines = []
+    for _, (row, _) in sorted(DEFECTS.items()):
+        if isinstance(row, bytes):
+            lines.append(row)
+        elif isinstance(row, str):
+            lines.append(row.encode())
+        else:
+            lines.append(json.dumps(row).encode())
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def small_recipe(tmp_path: Path) -> Path:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "name: check\nmodel: {base: builtin:tiny-chat}\n"
+        f"data: {{train: {SUPPORT_DATA / 'train.jsonl'}, max_seq_len: 128}}\n"
+    )
+    return recipe
+
+
+def test_every_defect_is_reported_on_its_line(cli: CLI, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    write_defects(bad)
+    result = cli("data", "check", bad, "--recipe", small_recipe(tmp_path), "--format", "json")
+    assert result.returncode == 2, result.stderr
+    (report,) = json.loads(result.stdout)
+    said: dict[int, str] = {}
+    for finding in report["errors"] + report["warnings"]:
+        said[finding["line"]] = said.get(finding["line"], "") + " | " + finding["message"]
+    for line, (_, words) in DEFECTS.items():
+        if words:
+            assert words in said.get(line, ""), f"line {line}: {said.get(line)!r}"
+    assert 1 not in said  # the good row is not blamed
+
+
+def test_text_report_names_file_and_line(cli: CLI, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    write_defects(bad)
+    result = cli("data", "check", bad)
+    assert result.returncode == 2
+    assert f"{bad}:2: error invalid JSON" in result.stdout
+    assert f"{bad}:16: warning duplicate of line 1" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_empty_file(cli: CLI, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    result = cli("data", "check", empty)
+    assert result.returncode == 2 and "empty" in result.stdout
+
+
+def test_quickstart_data_passes_with_statistics(cli: CLI) -> None:
+    result = cli(
+        "data",
+        "check",
+        SUPPORT_DATA / "train.jsonl",
+        "--recipe",
+        CATALOG / "quickstart.yaml",
+        "--format",
+        "json",
+    )
+    assert result.returncode == 0, result.stdout
+    (report,) = json.loads(result.stdout)
+    assert report["examples"] == 2400 and not report["errors"] and not report["warnings"]
+    stats = report["stats"]
+    assert set(stats["tokens_per_example"]) == {"min", "p10", "median", "p90", "max"}
+    assert stats["assistant_tokens_per_example"]["max"] < stats["tokens_per_example"]["min"]
+    assert stats["training_tokens"] == stats["tokens"] * 2  # two epochs in the quickstart
+
+
+def test_strict_makes_warnings_fail(cli: CLI, tmp_path: Path) -> None:
+    dupes = tmp_path / "dupes.jsonl"
+    dupes.write_text(json.dumps(GOOD) + "\n" + json.dumps(GOOD) + "\n")
+    assert cli("data", "check", dupes).returncode == 0
+    assert cli("data", "check", dupes, "--strict").returncode == 2
+
+
+def test_pii_policy_from_the_recipe(cli: CLI, tmp_path: Path) -> None:
+    rows = tmp_path / "pii.jsonl"
+    rows.write_text(json.dumps(chat({"role": "user", "content": "mail a@b.example.com"}, A)) + "\n")
+    recipe = small_recipe(tmp_path)
+    assert cli("data", "check", rows, "--recipe", recipe).returncode == 2  # default: fail
+    recipe.write_text(
+        recipe.read_text().replace("max_seq_len: 128", "max_seq_len: 128, pii: redact")
+    )
+    result = cli("data", "check", rows, "--recipe", recipe)
+    assert result.returncode == 0 and "will be redacted" in result.stdout
+
+
+def test_other_formats(cli: CLI, tmp_path: Path) -> None:
+    pc = tmp_path / "pc.jsonl"
+    pc.write_text(
+        json.dumps({"prompt": "2+2?", "completion": "4"})
+        + "\n"
+        + json.dumps({"prompt": "x"})
+        + "\n"
+    )
+    recipe = small_recipe(tmp_path)
+    recipe.write_text(
+        recipe.read_text().replace(
+            "max_seq_len: 128", "max_seq_len: 128, format: prompt_completion"
+        )
+    )
+    result = cli("data", "check", pc, "--recipe", recipe)
+    assert result.returncode == 2 and f"{pc}:2: error completion: missing" in result.stdout
+    alpaca = tmp_path / "alpaca.jsonl"
+    alpaca.write_text(json.dumps({"instruction": "Sum", "input": "2 2", "output": "4"}) + "\n")
+    recipe.write_text(recipe.read_text().replace("prompt_completion", "alpaca"))
+    assert cli("data", "check", alpaca, "--recipe", recipe).returncode == 0
+
+
+def test_preview_marks_only_the_answer(cli: CLI, tmp_path: Path) -> None:
+    result = cli(
+        "data",
+        "preview",
+        SUPPORT_DATA / "golden.jsonl",
+        "--recipe",
+        CATALOG / "quickstart.yaml",
+        "-n",
+        "1",
+    )
+    assert result.returncode == 0, result.stderr
+    body = result.stdout.split("\n", 1)[1]  # after the header and its legend
+    assert body.count("⟦") == 1
+    assert body.split("⟦")[1].split("⟧")[0] == "insurance_claim<|im_end|>\n"
