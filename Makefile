@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= train,dev
+EXTRAS ?= train,aws,dev
 
 .PHONY: quickstart test golden setup lint clean
 

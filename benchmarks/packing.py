@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 STRATEGIES = {
     "a": "pad to max_length",
-    "b": "dynamic padding",
+    "b": "dynamic padding",  # pad to the longest in each micro-batch, data order
     "c": "packing (ours)",
 }
 TARGET_FRACTION, TARGET_SPEEDUP = 0.97, 3.0
@@ -52,12 +52,13 @@ def load_examples(dataset: str, n: int, max_len: int, tokenizer) -> list:
 
 
 def batches(strategy: str, examples: list, micro: int, max_len: int, pad_id: int) -> list[dict]:
-    from training_scripts.data import collate
+    from training_scripts.data import collate, micro_batches
     from training_scripts.packing import collate_packed, pack
 
-    if strategy == "c":
+    if strategy == "c":  # exactly what the trainer does: pack, then length-grouped micro-batches
         packed = pack(examples, max_len)
-        return [collate_packed(packed[i : i + micro], pad_id) for i in range(0, len(packed), micro)]
+        order = micro_batches([len(p) for p in packed], micro, seed=0, epoch=0)
+        return [collate_packed([packed[i] for i in batch], pad_id) for batch in order]
     chunks = [examples[i : i + micro] for i in range(0, len(examples), micro)]
     out = [collate(chunk, pad_id) for chunk in chunks]
     if strategy == "a":  # every row padded to max_length, as in padding="max_length"

@@ -13,6 +13,7 @@ from recipes.schema import Recipe
 
 CONTRACT_VERSION = 1
 ENTRY_MODULE = "training_scripts.train"
+PREPROCESS_MODULE = "training_scripts.preprocess"
 
 
 def job_config(recipe: Recipe, identity: RunIdentity, provider: str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from providers.base import (
     State,
     check_capabilities,
 )
-from providers.job import ENTRY_MODULE, job_config, run_tags
+from providers.job import ENTRY_MODULE, PREPROCESS_MODULE, job_config, run_tags
 from recipes.errors import Problem, RecipeInputError
 from recipes.ledger import runs_dir
 from recipes.schema import Recipe
@@ -72,7 +72,8 @@ class LocalProvider:
                 )
             )
         threads = local.threads or max(1, (os.cpu_count() or 1) // processes)
-        entry = ["-m", ENTRY_MODULE, "--config", "recipe.json", "--output-dir", "."]
+        job_args = ["--config", "recipe.json", "--output-dir", "."]
+        entry = ["-m", ENTRY_MODULE, *job_args]
         if processes > 1:
             launcher = [
                 "-m",
@@ -80,16 +81,25 @@ class LocalProvider:
                 "--standalone",
                 f"--nproc-per-node={processes}",
             ]
-            argv = [self.python, *launcher, *entry]
+            # Tokenize once into the cache, then every process loads it.
+            steps = [
+                [self.python, "-m", PREPROCESS_MODULE, *job_args],
+                [self.python, *launcher, *entry],
+            ]
         else:
-            argv = [self.python, *entry]
-        env = {**_BASE_ENV, "OMP_NUM_THREADS": str(threads), "RECIPE_RUN_ID": identity.run_id}
+            steps = [[self.python, *entry]]
+        env = {
+            **_BASE_ENV,
+            "OMP_NUM_THREADS": str(threads),
+            "RECIPE_RUN_ID": identity.run_id,
+            "RECIPE_CACHE_DIR": str(self.root / "cache"),  # shared by the runs of this machine
+        }
         wandb = recipe.tracking.wandb
         if wandb is not None:
             env["WANDB_DIR"] = "."
         body = {
             "run_dir": str(self.root / identity.run_id),
-            "argv": argv,
+            "steps": steps,
             "env": env,
             "files": {"recipe.json": job_config(recipe, identity, self.name)},
         }
@@ -128,7 +138,7 @@ class LocalProvider:
         try:
             for name, content in body["files"].items():
                 rt.write_json_atomic(run_dir / name, content)
-            rt.write_json_atomic(run_dir / rt.LAUNCH, {"argv": body["argv"], "env": body["env"]})
+            rt.write_json_atomic(run_dir / rt.LAUNCH, {"steps": body["steps"], "env": body["env"]})
             rt.update_state(run_dir, state="queued", submitted_at=time.time())
             supervisor = subprocess.Popen(
                 [self.python, "-m", "providers.local_supervisor", str(run_dir)],

@@ -41,29 +41,38 @@ def main(run_dir: Path) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     env = {**os.environ, **launch["env"]}
-    with (run_dir / TRAIN_LOG).open("ab") as log:
-        child = subprocess.Popen(
-            launch["argv"], cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
     update_state(
         run_dir,
         state="running",
         supervisor_pid=os.getpid(),
         pgid=os.getpgrp(),
-        trainer_pid=child.pid,
         started_at=time.time(),
     )
+    code = 0
+    for argv in launch["steps"]:  # e.g. preprocess, then torchrun; stop at the first failure
+        if cancel_requested:
+            break
+        code = _run_step(argv, run_dir, env, cancel_requested)
+        if code != 0:
+            break
+    state, message = _outcome(run_dir, code, bool(cancel_requested))
+    update_state(run_dir, state=state, message=message, exit_code=code, ended_at=time.time())
+    return 0
+
+
+def _run_step(
+    argv: list[str], run_dir: Path, env: dict[str, str], cancel_requested: list[float]
+) -> int:
+    with (run_dir / TRAIN_LOG).open("ab") as log:
+        child = subprocess.Popen(argv, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    update_state(run_dir, trainer_pid=child.pid)
     while True:
         try:
-            code = child.wait(timeout=0.5)
-            break
+            return child.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             if cancel_requested and time.time() - cancel_requested[0] > GRACE_SECONDS:
                 update_state(run_dir, state="cancelled", message="cancelled (killed after grace)")
                 os.killpg(os.getpgrp(), signal.SIGKILL)  # ends this supervisor too
-    state, message = _outcome(run_dir, code, bool(cancel_requested))
-    update_state(run_dir, state=state, message=message, exit_code=code, ended_at=time.time())
-    return 0
 
 
 def _outcome(run_dir: Path, code: int, cancelled: bool) -> tuple[str, str]:

@@ -290,11 +290,15 @@ def export(
         raise RecipeInputError(
             f"RUN_ID: export works on local runs; {run_id} ran on {ref.provider}"
         )
+    import contextlib
+
     from training_scripts.export import export as run_export
     from training_scripts.modeling import SetupError
 
     try:
-        result = run_export(Path(ref.ids["run_dir"]), merge, out)
+        # The training code logs progress to stdout; keep stdout for the result alone.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_export(Path(ref.ids["run_dir"]), merge, out)
     except SetupError as exc:
         raise RecipeInputError(f"RUN_ID: {exc}") from None
     if output == Format.json:
@@ -330,7 +334,7 @@ RecipeOpt = Annotated[
 @data_app.command("check")
 @handle_errors
 def data_check(
-    files: Annotated[list[Path], typer.Argument(help="JSONL files to check.")],
+    files: Annotated[list[str], typer.Argument(help="JSONL files: local paths or s3:// URIs.")],
     recipe: RecipeOpt = None,
     strict: Annotated[
         bool, typer.Option(help="Treat warnings (duplicates, over-long rows) as errors.")
@@ -338,11 +342,19 @@ def data_check(
     output: FormatOpt = Format.text,
 ) -> None:
     """Check every row; report each problem with its line; print token statistics. Exit 2 on errors."""
+    import tempfile
+
     from recipes import datacheck, render
+    from recipes.sources import local_copy
 
     settings = _data_settings(recipe)
     tokenizer = datacheck.load_tokenizer(settings.base)
-    reports = [datacheck.check(_local_data(f), settings, tokenizer) for f in files]
+    with tempfile.TemporaryDirectory(prefix="recipe-data-") as scratch:
+        reports = []
+        for location in files:
+            report = datacheck.check(local_copy(location, Path(scratch)), settings, tokenizer)
+            report.file = location  # name the file as the user did, not the temporary copy
+            reports.append(report)
     if output == Format.json:
         _emit_json([r.to_dict() for r in reports])
     else:
@@ -369,7 +381,7 @@ def data_preview(
     if tokenizer is None:
         raise RecipeInputError("preview needs the train extra: pip install '.[train]'")
     try:
-        examples = read_examples(_local_data(file), settings.format)[:count]
+        examples = read_examples(file, settings.format)[:count]
     except DataError as exc:
         raise RecipeInputError([_row_problem(p) for p in exc.problems]) from None
     for example in examples:
@@ -383,16 +395,6 @@ def _data_settings(recipe: Path | None) -> Any:
     from recipes.loader import load_recipe
 
     return Settings.from_recipe(load_recipe(recipe).resolved() if recipe else None)
-
-
-def _local_data(path: Path) -> Path:
-    from recipes.errors import RecipeInputError
-
-    if "://" in str(path):
-        raise RecipeInputError(
-            f"FILE: {path}: remote data arrives with the cloud providers; check a local copy"
-        )
-    return path
 
 
 def _row_problem(problem: Any) -> Any:

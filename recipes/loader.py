@@ -107,7 +107,12 @@ def resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
             "validation": absolute(recipe.data.validation),
         }
     )
-    evaluation = recipe.eval.model_copy(update={"golden": absolute(recipe.eval.golden)})
+    evaluation = recipe.eval.model_copy(
+        update={
+            "golden": absolute(recipe.eval.golden),
+            "json_schema": absolute(recipe.eval.json_schema),
+        }
+    )
     base = recipe.model.base
     if base.startswith((".", "/", "~")) or (base_dir / base).is_dir():
         model = recipe.model.model_copy(update={"base": absolute(base)})

@@ -63,6 +63,8 @@ def gates_have_inputs(recipe: Recipe, _: Path) -> Iterator[Finding]:
         yield (("eval", "gates"), "golden-set gates need eval.golden")
     if gates.macro_f1_min is not None and recipe.eval.task == "exact_match":
         yield (("eval", "gates", "macro_f1_min"), "macro-F1 needs task classification or auto")
+    if (gates.json_valid_min is not None or recipe.eval.json_schema) and recipe.eval.task != "json":
+        yield (("eval", "task"), "json_schema and json_valid_min need task: json")
     if gates.valid_loss_max is not None and recipe.data.validation is None:
         yield (("eval", "gates", "valid_loss_max"), "needs validation data (data.validation)")
 
@@ -89,6 +91,7 @@ def local_files_exist(recipe: Recipe, base_dir: Path) -> Iterator[Finding]:
         ("data", "train"): recipe.data.train,
         ("data", "validation"): recipe.data.validation,
         ("eval", "golden"): recipe.eval.golden,
+        ("eval", "json_schema"): recipe.eval.json_schema,
     }
     for path, location in files.items():
         if not isinstance(location, str) or is_remote(location):

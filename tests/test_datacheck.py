@@ -202,3 +202,50 @@ def test_preview_marks_only_the_answer(cli: CLI, tmp_path: Path) -> None:
     body = result.stdout.split("\n", 1)[1]  # after the header and its legend
     assert body.count("⟦") == 1
     assert body.split("⟦")[1].split("⟧")[0] == "insurance_claim<|im_end|>\n"
+
+
+def test_s3_source_through_a_moto_server(cli: CLI, tmp_path: Path) -> None:
+    """The real boto3 code path, against moto's S3 over HTTP on loopback."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        aws = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        s3.create_bucket(Bucket="tickets")
+        bad = tmp_path / "bad.jsonl"
+        write_defects(bad)
+        s3.upload_file(str(bad), "tickets", "support/bad.jsonl")
+        s3.upload_file(str(SUPPORT_DATA / "golden.jsonl"), "tickets", "support/golden.jsonl")
+        cli.env.update(aws)
+
+        result = cli("data", "check", "s3://tickets/support/bad.jsonl")
+        assert result.returncode == 2
+        assert "s3://tickets/support/bad.jsonl:2: error invalid JSON" in result.stdout
+        good = cli("data", "check", "s3://tickets/support/golden.jsonl", "--format", "json")
+        assert good.returncode == 0, good.stdout
+        assert json.loads(good.stdout)[0]["examples"] == 240
+        missing = cli("data", "check", "s3://tickets/nope.jsonl")
+        assert missing.returncode == 2 and "no such object" in missing.stderr
+    finally:
+        server.stop()
+
+
+def test_other_remote_schemes_say_so(cli: CLI) -> None:
+    result = cli("data", "check", "gs://bucket/train.jsonl")
+    assert result.returncode == 2 and "gs:// data is not readable here yet" in result.stderr

@@ -211,6 +211,9 @@ def test_two_processes_with_torchrun(cli: CLI, write_recipe, small_data: Path) -
     assert out["metrics"]["train"]["world_size"] == 2
     log = Path(out["artifacts"]["log"]).read_text()
     assert "global batch 8 = 4 micro x 1 accumulation x 2 process(es)" in log
+    # Tokenized once by the preprocessing step; the training processes loaded the cache.
+    assert log.count("(cached ") == 1  # only rank 0 logs
+    assert list((Path(cli.env["RECIPE_HOME"]) / "cache").glob("*.pkl"))
 
 
 def test_packing_sampled_eval_and_early_stopping(cli: CLI, write_recipe, small_data: Path) -> None:

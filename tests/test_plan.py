@@ -48,7 +48,7 @@ def test_submit_sends_exactly_the_plan(tmp_path: Path, monkeypatch: pytest.Monke
     body = plan.requests[0].body
     run_dir = Path(body["run_dir"])
     assert read_json(run_dir / "recipe.json") == body["files"]["recipe.json"]
-    assert read_json(run_dir / LAUNCH) == {"argv": body["argv"], "env": body["env"]}
+    assert read_json(run_dir / LAUNCH) == {"steps": body["steps"], "env": body["env"]}
     assert spawned and spawned[0][-1] == str(run_dir)
 
 
@@ -72,8 +72,9 @@ def test_job_config_is_the_resolved_recipe(tmp_path: Path) -> None:
 
 def test_two_processes_use_torchrun(tmp_path: Path) -> None:
     plan = quickstart_plan(tmp_path, ["compute.local.processes=2"])
-    argv = plan.requests[0].body["argv"]
-    assert argv[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    preprocess, launch = plan.requests[0].body["steps"]
+    assert preprocess[1:3] == ["-m", "training_scripts.preprocess"]  # tokenized once, cached
+    assert launch[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     assert plan.compute["world_size"] == 2
 
 
@@ -107,7 +108,9 @@ def normalized(plan: dict) -> dict:
     text = text.replace(str(REPO), "<repo>")
     data = json.loads(text)
     body = data["requests"][0]["body"]
-    body["argv"][0] = "<python>"
+    for step in body["steps"]:
+        step[0] = "<python>"
+    body["env"]["RECIPE_CACHE_DIR"] = "<runs>/cache"
     body["run_dir"] = "<runs>/" + Path(body["run_dir"]).name
     body["env"]["OMP_NUM_THREADS"] = "<threads>"
     data["compute"]["threads_per_process"] = "<threads>"

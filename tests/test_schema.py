@@ -177,6 +177,7 @@ def test_validation_fraction_or_file(recipe_dir: Path) -> None:
             "deploy.min_replicas",
             "exceed",
         ),
+        ("eval: {json_schema: golden.jsonl}", "eval.task", "need task: json"),
     ],
 )
 def test_cross_field_rules(recipe_dir: Path, extra: str, field: str, words: str) -> None:
@@ -264,3 +265,9 @@ def test_model_base_local_directory_is_resolved_hub_id_is_kept(recipe_dir: Path)
     assert hub.model.base == "org/model"
     builtin = load_text(recipe_dir, MINIMAL).resolved()
     assert builtin.model.base == "builtin:tiny-chat"
+
+
+def test_early_stopping_needs_validation(recipe_dir: Path) -> None:
+    overrides = ["training.early_stopping_patience=2", "data.validation=null"]
+    (p,) = problems(recipe_dir, MINIMAL, overrides)
+    assert p.field == "training.early_stopping_patience" and "validation" in p.message

@@ -246,3 +246,17 @@ def test_eval_kinds() -> None:
     assert eval_kinds(10, 10, 30, spec) == ("sample", "full")
     assert eval_kinds(7, 10, 30, {"eval_every_steps": None}) == ()
     assert eval_kinds(30, 10, 30, {"eval_every_steps": None}) == ("full",)
+
+
+def test_json_scores_with_schema() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"amount": {"type": "number"}},
+        "required": ["amount"],
+    }
+    targets = ['{"amount": 12.5}', '{"amount": 3}', '{"amount": 7}', '{"amount": 1}']
+    answers = ['{ "amount" : 12.5 }', '{"amount": "3"}', "not json", "null"]
+    result = evaluate.score("json", targets, answers, schema)
+    assert result["json_valid"] == 0.75  # "null" is valid JSON
+    assert result["schema_valid"] == 0.25  # only the first has a numeric amount
+    assert result["exact_match"] == 0.25  # compared as JSON, not as text

@@ -117,16 +117,19 @@ def golden(
     model: Any,
     tokenizer: Any,
     examples: Sequence[Example],
-    task: str,
-    max_new_tokens: int,
+    spec: dict[str, Any],
     device: Any,
 ) -> dict[str, Any]:
     """Answer every golden prompt and score the answers, overall and per slice."""
+    import json
+    from pathlib import Path
+
     targets = [e.target for e in examples]
-    task = choose_task(task, targets)
-    budget = generation_budget(tokenizer, targets, max_new_tokens)
+    task = choose_task(spec["task"], targets)
+    schema = json.loads(Path(spec["json_schema"]).read_text()) if spec.get("json_schema") else None
+    budget = generation_budget(tokenizer, targets, spec["max_new_tokens"])
     answers = generate_answers(model, tokenizer, examples, budget, device)
-    result = score(task, targets, answers)
+    result = score(task, targets, answers, schema)
     result["max_new_tokens"] = budget
     result["slices"] = slices(examples, targets, answers)
     result["errors"] = [
@@ -182,7 +185,11 @@ def choose_task(task: str, targets: Sequence[str]) -> str:
     return "exact_match"
 
 
-def score(task: str, targets: Sequence[str], predictions: Sequence[str]) -> dict[str, Any]:
+def score(
+    task: str, targets: Sequence[str], predictions: Sequence[str], schema: dict | None = None
+) -> dict[str, Any]:
+    if task == "json":
+        return json_scores(targets, predictions, schema)
     gold = [normalize(t) for t in targets]
     pred = [normalize(p) for p in predictions]
     exact = sum(g == p for g, p in zip(gold, pred, strict=True)) / max(len(gold), 1)
@@ -190,6 +197,49 @@ def score(task: str, targets: Sequence[str], predictions: Sequence[str]) -> dict
     if task == "classification":
         result.update(macro_f1(gold, pred))
     return result
+
+
+_INVALID = object()  # a parse failure, distinct from any JSON value (even null)
+
+
+def json_scores(
+    targets: Sequence[str], predictions: Sequence[str], schema: dict | None
+) -> dict[str, Any]:
+    """Extraction tasks: is each answer JSON, does it match the schema, is it the same JSON."""
+    import json
+
+    parsed = []
+    for text in predictions:
+        try:
+            parsed.append(json.loads(text))
+        except json.JSONDecodeError:
+            parsed.append(_INVALID)
+    valid = [p is not _INVALID for p in parsed]
+    same = [ok and _as_json(t) == p for t, p, ok in zip(targets, parsed, valid, strict=True)]
+    n = max(len(targets), 1)
+    result: dict[str, Any] = {
+        "task": "json",
+        "examples": len(targets),
+        "json_valid": sum(valid) / n,
+        "exact_match": sum(same) / n,
+    }
+    if schema is not None:
+        from jsonschema import Draft202012Validator
+
+        validator = Draft202012Validator(schema)
+        result["schema_valid"] = (
+            sum(ok and validator.is_valid(p) for p, ok in zip(parsed, valid, strict=True)) / n
+        )
+    return result
+
+
+def _as_json(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return _INVALID
 
 
 def macro_f1(gold: Sequence[str], pred: Sequence[str]) -> dict[str, Any]:

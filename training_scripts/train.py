@@ -88,7 +88,7 @@ def run(config: dict[str, Any], paths: platforms.Paths, dist: Dist) -> int:
     tokenizer = modeling.load_tokenizer(
         base, recipe["model"]["revision"], recipe["model"]["trust_remote_code"]
     )
-    data = load_data(recipe, paths, tokenizer, dist)
+    data = load_datasets(recipe, paths, dist, tokenizer)
     tracker = Tracker(paths.output_dir, config, enabled=dist.main)
     model = modeling.load_model(recipe, base, device)
     pad_id = tokenizer.pad_token_id
@@ -136,6 +136,33 @@ def run(config: dict[str, Any], paths: platforms.Paths, dist: Dist) -> int:
 
 
 # --- data --------------------------------------------------------------------------------
+
+
+def load_datasets(
+    recipe: dict[str, Any], paths: platforms.Paths, dist: Dist, tokenizer: Any | None = None
+) -> Datasets:
+    """Tokenized datasets from the preprocessing cache, or made now and cached."""
+    from training_scripts import modeling, preprocess
+
+    base = modeling.resolve_base(recipe["model"]["base"])
+    key = preprocess.cache_key(recipe, paths, base)
+    directory = preprocess.cache_dir(paths)
+    cached = preprocess.load(directory, key)
+    if cached is not None:
+        log(
+            dist,
+            f"data: {len(cached.train)} train, {len(cached.valid)} validation, "
+            f"{len(cached.golden)} golden (cached {key})",
+        )
+        return cached
+    if tokenizer is None:
+        tokenizer = modeling.load_tokenizer(
+            base, recipe["model"]["revision"], recipe["model"]["trust_remote_code"]
+        )
+    data = load_data(recipe, paths, tokenizer, dist)
+    if dist.main:
+        preprocess.save(directory, key, data)
+    return data
 
 
 def load_data(
@@ -320,35 +347,25 @@ def train_loop(
             stop = dist.sum(1.0 if stop else 0.0, device) > 0  # every process stops together
             wrapped.train()
         save_every = spec["save_every_steps"]
+        save_every = spec["save_every_steps"]
+        if stop or (save_every and step % save_every == 0) or step == total_steps:
+            if dist.main:
+                checkpoints.save(
+                    paths.checkpoint_dir,
+                    step,
+                    model,
+                    optimizer,
+                    scheduler,
+                    {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch},
+                )
+            dist.barrier()
         if stop:
             log(
                 dist,
                 f"early stopping at step {step}: no better validation loss in "
                 f"{spec['early_stopping_patience']} evaluations (best {stopper.best:.4f})",
             )
-            if dist.main:
-                checkpoints.save(
-                    paths.checkpoint_dir,
-                    step,
-                    model,
-                    optimizer,
-                    scheduler,
-                    {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch},
-                )
-            dist.barrier()
             break
-        save_every = spec["save_every_steps"]
-        if (save_every and step % save_every == 0) or step == total_steps:
-            if dist.main:
-                checkpoints.save(
-                    paths.checkpoint_dir,
-                    step,
-                    model,
-                    optimizer,
-                    scheduler,
-                    {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch},
-                )
-            dist.barrier()
     return {
         "steps": step,
         "planned_steps": total_steps,
@@ -455,14 +472,7 @@ def evaluate_model(
         "valid_token_accuracy": metrics["token_accuracy"] if metrics else None,
     }
     if data.golden:
-        result["golden"] = evaluate.golden(
-            model,
-            tokenizer,
-            data.golden,
-            recipe["eval"]["task"],
-            recipe["eval"]["max_new_tokens"],
-            device,
-        )
+        result["golden"] = evaluate.golden(model, tokenizer, data.golden, recipe["eval"], device)
     return result
 
 
@@ -480,6 +490,7 @@ def check_gates(gates: dict[str, Any], after: dict[str, Any]) -> list[dict[str, 
     checks = [
         ("macro_f1_min", golden.get("macro_f1"), ">="),
         ("exact_match_min", golden.get("exact_match"), ">="),
+        ("json_valid_min", golden.get("json_valid"), ">="),
         ("valid_loss_max", after.get("valid_loss"), "<="),
     ]
     results = []
