@@ -93,13 +93,3 @@ def collate_packed(items: Sequence[Packed], pad_id: int) -> dict[str, Any]:
         "position_ids": positions,
         "attention_mask": mask,
     }
-
-
-def non_pad_fraction(items: Sequence[Encoded | Packed], micro_batch_size: int) -> float:
-    """Share of real tokens in micro-batches padded to their longest member."""
-    real = sum(len(item) for item in items)
-    padded = 0
-    for start in range(0, len(items), micro_batch_size):
-        chunk = items[start : start + micro_batch_size]
-        padded += max(len(item) for item in chunk) * len(chunk)
-    return real / max(padded, 1)

@@ -65,7 +65,3 @@ class TrainingSpec(Section):
     resume: Literal["auto", "never"] = Field(
         default="auto", description="auto: continue from the newest complete checkpoint if any."
     )
-
-    @property
-    def effective_warmup_ratio(self) -> float:
-        return 0.03 if self.warmup_ratio is None else self.warmup_ratio
