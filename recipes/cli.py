@@ -334,7 +334,9 @@ RecipeOpt = Annotated[
 @data_app.command("check")
 @handle_errors
 def data_check(
-    files: Annotated[list[str], typer.Argument(help="JSONL files: local paths or s3:// URIs.")],
+    files: Annotated[
+        list[str], typer.Argument(help="JSONL files: local paths, s3://, gs:// or azureml:// URIs.")
+    ],
     recipe: RecipeOpt = None,
     strict: Annotated[
         bool, typer.Option(help="Treat warnings (duplicates, over-long rows) as errors.")

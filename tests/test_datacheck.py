@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
 
 from tests.conftest import CATALOG, CLI, SUPPORT_DATA
+from tests.http_fake import FakeServer, Reply, Seen, json_reply
 
 GOOD = {
     "messages": [
@@ -246,6 +251,201 @@ def test_s3_source_through_a_moto_server(cli: CLI, tmp_path: Path) -> None:
         server.stop()
 
 
-def test_other_remote_schemes_say_so(cli: CLI) -> None:
-    result = cli("data", "check", "gs://bucket/train.jsonl")
-    assert result.returncode == 2 and "gs:// data is not readable here yet" in result.stderr
+def fake_gcs(objects: dict[str, bytes]) -> FakeServer:
+    """Cloud Storage's JSON API as google-cloud-storage calls it: bucket metadata, then media."""
+    server = FakeServer()
+
+    def bucket(_: Seen, match: re.Match[str]) -> Reply:
+        name = match["bucket"]
+        if not any(key.startswith(name + "/") for key in objects):
+            return json_reply(
+                404, {"error": {"code": 404, "message": "The specified bucket does not exist."}}
+            )
+        return json_reply(200, {"kind": "storage#bucket", "name": name, "location": "US"})
+
+    def media(request: Seen, match: re.Match[str]) -> Reply:
+        assert request.query.get("alt") == ["media"]
+        key = f"{match['bucket']}/{unquote(match['name'])}"
+        if key not in objects:
+            return json_reply(404, {"error": {"code": 404, "message": f"No such object: {key}"}})
+        return 200, {"Content-Type": "application/octet-stream"}, objects[key]
+
+    server.route("GET", r"/storage/v1/b/(?P<bucket>[^/]+)", bucket)
+    server.route("GET", r"/download/storage/v1/b/(?P<bucket>[^/]+)/o/(?P<name>.+)", media)
+    return server
+
+
+def test_gs_source_through_the_storage_sdk(cli: CLI, tmp_path: Path) -> None:
+    """google-cloud-storage itself, pointed at an HTTP fake by STORAGE_EMULATOR_HOST."""
+    bad = tmp_path / "bad.jsonl"
+    write_defects(bad)
+    objects = {
+        "tickets/support/bad.jsonl": bad.read_bytes(),
+        "tickets/support/golden.jsonl": (SUPPORT_DATA / "golden.jsonl").read_bytes(),
+    }
+    with fake_gcs(objects) as server:
+        cli.env["STORAGE_EMULATOR_HOST"] = server.url
+
+        result = cli("data", "check", "gs://tickets/support/bad.jsonl")
+        assert result.returncode == 2
+        assert "gs://tickets/support/bad.jsonl:2: error invalid JSON" in result.stdout
+        good = cli("data", "check", "gs://tickets/support/golden.jsonl", "--format", "json")
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert json.loads(good.stdout)[0]["examples"] == 240
+        missing = cli("data", "check", "gs://tickets/nope.jsonl")
+        assert missing.returncode == 2
+        assert missing.stderr.strip() == "gs://tickets/nope.jsonl: no such object"
+    downloads = [s.path for s in server.seen if s.path.startswith("/download/")]
+    assert "/download/storage/v1/b/tickets/o/support%2Fbad.jsonl" in downloads
+
+
+def test_unknown_remote_scheme_is_named(cli: CLI) -> None:
+    result = cli("data", "check", "ftp://host/train.jsonl")
+    assert result.returncode == 2
+    assert "ftp:// is not a data source" in result.stderr
+
+
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+WORKSPACE_PATH = (
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-ml/providers/"
+    "Microsoft.MachineLearningServices/workspaces/ws-ml"
+)
+CONTAINER = "azureml-blobstore-11111111-2222-3333-4444-555555555555"
+FAKE_SAS = "sv=2025-01-05&sr=c&sp=r&sig=not-a-real-signature"  # not a credential
+
+
+def fake_azureml(blobs: dict[str, bytes]) -> FakeServer:
+    """ARM (datastore get, listSecrets) and Blob storage as azure-ai-ml and azure-storage-blob call them."""
+    server = FakeServer()
+
+    def datastore(_: Seen, match: re.Match[str]) -> Reply:
+        name = match["name"]
+        if name != "workspaceblobstore":
+            return json_reply(
+                404,
+                {"error": {"code": "UserError", "message": f"Datastore {name} not found"}},
+                {"x-ms-error-code": "ResourceNotFound"},
+            )
+        return json_reply(
+            200,
+            {
+                "id": f"{WORKSPACE_PATH}/datastores/{name}",
+                "name": name,
+                "type": "Microsoft.MachineLearningServices/workspaces/datastores",
+                "properties": {
+                    "datastoreType": "AzureBlob",
+                    "accountName": "stmlworkspace",
+                    "containerName": CONTAINER,
+                    "endpoint": "core.windows.net",
+                    "protocol": "https",
+                    "credentials": {"credentialsType": "Sas"},
+                    "isDefault": True,
+                    "tags": {},
+                    "properties": {},
+                },
+            },
+        )
+
+    def secrets(request: Seen, _: re.Match[str]) -> Reply:
+        assert request.query["api-version"], "azure-ai-ml always names the API version"
+        return json_reply(200, {"secretsType": "Sas", "sasToken": FAKE_SAS})
+
+    def blob(request: Seen, match: re.Match[str]) -> Reply:
+        data = blobs.get(unquote(match["blob"]))
+        if data is None:
+            return (
+                404,
+                {"x-ms-error-code": "BlobNotFound", "Content-Type": "application/xml"},
+                (
+                    b'<?xml version="1.0" encoding="utf-8"?><Error><Code>BlobNotFound</Code>'
+                    b"<Message>The specified blob does not exist.</Message></Error>"
+                ),
+            )
+        first, last = (int(x) for x in request.headers["x-ms-range"].split("=")[1].split("-"))
+        last = min(last, len(data) - 1)
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"bytes {first}-{last}/{len(data)}",
+            "x-ms-blob-type": "BlockBlob",
+            "ETag": '"0x8DCAFE"',
+            "Last-Modified": "Sun, 22 Nov 2026 10:00:00 GMT",
+        }
+        return 206, headers, data[first : last + 1]
+
+    base = re.escape(WORKSPACE_PATH)
+    server.route("GET", base + r"/datastores/(?P<name>[^/]+)", datastore)
+    server.route("POST", base + r"/datastores/(?P<name>[^/]+)/listSecrets", secrets)
+    server.route("GET", rf"/stmlworkspace/{CONTAINER}/(?P<blob>.+)", blob)
+    return server
+
+
+def test_azureml_source_through_azure_ai_ml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real MLClient resolves the datastore over HTTP; azure-storage-blob reads the blob."""
+    import time
+
+    from azure.ai.ml import MLClient
+    from azure.core.credentials import AccessToken
+
+    from recipes.errors import RecipeInputError
+    from recipes.sources import local_copy
+
+    class FakeCredential:
+        def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+            return AccessToken("fake-token", int(time.time()) + 3600)
+
+    golden = (SUPPORT_DATA / "golden.jsonl").read_bytes()
+    with fake_azureml({"support/golden.jsonl": golden}) as server:
+        monkeypatch.setenv("AZUREML_DEV_URL_MFE", server.url)  # azure-ai-ml's ARM endpoint
+        monkeypatch.setenv("RECIPE_AZURE_BLOB_ENDPOINT", f"{server.url}/stmlworkspace")
+        monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)  # for the short form
+        monkeypatch.setenv("AZURE_RESOURCE_GROUP", "rg-ml")
+        monkeypatch.setenv("AZUREML_WORKSPACE_NAME", "ws-ml")
+        client = MLClient(FakeCredential(), SUBSCRIPTION, "rg-ml", "ws-ml", enable_telemetry=False)
+        long_uri = (
+            f"azureml://subscriptions/{SUBSCRIPTION}/resourcegroups/rg-ml/workspaces/ws-ml"
+            "/datastores/workspaceblobstore/paths/support/golden.jsonl"
+        )
+        copy = local_copy(long_uri, tmp_path, azure_client=client)
+        assert copy.read_bytes() == golden
+
+        with pytest.raises(RecipeInputError, match="no such object"):
+            local_copy(
+                "azureml://datastores/workspaceblobstore/paths/support/nope.jsonl",
+                tmp_path,
+                azure_client=client,
+            )
+        with pytest.raises(RecipeInputError, match="datastore 'elsewhere'"):
+            local_copy(
+                "azureml://datastores/elsewhere/paths/x.jsonl", tmp_path, azure_client=client
+            )
+    calls = [(s.method, s.path.rsplit("/", 2)[-2:]) for s in server.seen]
+    assert calls[:3] == [
+        ("GET", ["datastores", "workspaceblobstore"]),
+        ("POST", ["workspaceblobstore", "listSecrets"]),
+        ("GET", ["support", "golden.jsonl"]),
+    ]
+    assert server.seen[0].headers["authorization"] == "Bearer fake-token"
+    assert server.seen[2].query["sig"] == ["not-a-real-signature"]  # the datastore's SAS
+
+
+def test_azureml_short_form_needs_a_workspace(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recipes.azureml_uri import parse
+    from recipes.errors import RecipeInputError
+
+    for var in ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(RecipeInputError, match="AZURE_SUBSCRIPTION_ID"):
+        parse("azureml://datastores/workspaceblobstore/paths/train.jsonl")
+    with pytest.raises(RecipeInputError, match="not an Azure ML datastore URI"):
+        parse("azureml://workspaceblobstore/train.jsonl")
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "sub")
+    monkeypatch.setenv("AZURE_RESOURCE_GROUP", "rg")
+    monkeypatch.setenv("AZUREML_WORKSPACE_NAME", "ws")
+    where = parse("azureml://datastores/workspaceblobstore/paths/data/train.jsonl")
+    assert (where.workspace, where.datastore, where.path) == (
+        "ws",
+        "workspaceblobstore",
+        "data/train.jsonl",
+    )
