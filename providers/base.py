@@ -42,6 +42,7 @@ class Capabilities:
     traffic_split: bool = False
     hyperpod: bool = False
     remote_data: tuple[str, ...] = ()  # URI schemes the job can read, e.g. "s3://"
+    idempotent: bool = False  # deterministic job names: a second run finds the first job
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class RunIdentity:
     run_id: str
     recipe_name: str
     recipe_hash: str
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Estimate:
     spot_usd: float | None = None
     currency: str = "USD"
     basis: str = ""
+    training_tokens: int | None = None  # one epoch, when the data was readable at plan time
+    worst_case_usd: float | None = None  # the whole max_runtime on demand
 
 
 @dataclass(frozen=True)

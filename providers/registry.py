@@ -1,6 +1,6 @@
 """Provider names -> implementations, imported only when asked for.
 
-Only providers that work are registered; cloud providers arrive with their issues.
+Only providers that work are registered.
 Importing this module imports no SDK.
 """
 
@@ -14,6 +14,7 @@ from recipes.errors import RecipeInputError, did_you_mean
 
 PROVIDERS: dict[str, str] = {
     "local": "providers.local:LocalProvider",
+    "aws": "providers.aws:AwsProvider",
 }
 
 

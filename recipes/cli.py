@@ -80,7 +80,17 @@ def _emit_json(data: Any) -> None:
 FileArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
 ProviderOpt = Annotated[
     str,
-    typer.Option("--provider", "-p", help="Backend: local (this machine). Clouds: see README."),
+    typer.Option(
+        "--provider", "-p", help="Backend: local (this machine) or aws (SageMaker). See README."
+    ),
+]
+AttemptOpt = Annotated[
+    int,
+    typer.Option(
+        "--attempt",
+        min=1,
+        help="Cloud job attempt to plan (job names are <recipe>-<hash8>-<attempt>).",
+    ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 OverridesArg = Annotated[
@@ -130,10 +140,11 @@ def plan(
     file: FileArg,
     overrides: OverridesArg = None,
     provider: ProviderOpt = "local",
+    attempt: AttemptOpt = 1,
     output: FormatOpt = Format.text,
 ) -> None:
     """Show exactly what `run` would send: request bodies, compute, tags, estimate. No network."""
-    _, _, the_plan = _prepare(file, overrides or [], provider, run_id=None)
+    _, _, the_plan = _prepare(file, overrides or [], provider, attempt=attempt)
     if output == Format.json:
         _emit_json(the_plan.to_dict())
     else:
@@ -149,17 +160,60 @@ def run(
     overrides: OverridesArg = None,
     provider: ProviderOpt = "local",
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow the run to its end.")] = False,
+    override_budget: Annotated[
+        bool,
+        typer.Option(
+            "--override-budget", help="Launch even if the estimate exceeds budget.max_usd."
+        ),
+    ] = False,
+    new_attempt: Annotated[
+        bool,
+        typer.Option(
+            "--new-attempt",
+            help="Cloud: launch again although this recipe content already has a job.",
+        ),
+    ] = False,
     output: FormatOpt = Format.text,
 ) -> None:
-    """Launch a fine-tune; prints the run id (with --wait, follows it and prints results)."""
+    """Launch a fine-tune; prints the run id (with --wait, follows it and prints results).
+
+    On a cloud the job name is derived from the recipe's content: running the same
+    recipe again reports the existing job instead of launching a second one."""
     from providers.base import State
+    from recipes.budget import check_budget
     from recipes.ledger import Ledger
     from recipes.preflight import check_local_data
 
-    loaded, backend, the_plan = _prepare(file, overrides or [], provider, run_id=None)
+    loaded, backend, the_plan = _prepare(file, overrides or [], provider, attempt=1)
+    check_budget(loaded, the_plan, override_budget)
     check_local_data(loaded.resolved())  # bad rows cost no job and leave nothing behind
+    if new_attempt and backend.capabilities.idempotent:
+        latest = backend.latest_attempt(the_plan)  # type: ignore[attr-defined]
+        _, _, the_plan = _prepare(file, overrides or [], provider, attempt=latest + 1)
     ref = backend.submit(the_plan)
     ledger = Ledger()
+    if ref.ids.get("existing"):
+        ids = {k: v for k, v in ref.ids.items() if k != "existing"}
+        ref = type(ref)(provider=ref.provider, run_id=ref.run_id, ids=ids)
+        ledger.record(ref, loaded.recipe.name, str(file), State.QUEUED)
+        current = backend.status(ref)
+        ledger.update_state(ref.run_id, current.state)
+        if output == Format.json:
+            _emit_json(
+                {
+                    "run_id": ref.run_id,
+                    "provider": ref.provider,
+                    "status": current.state.value,
+                    "existing": True,
+                }
+            )
+        else:
+            print(ref.run_id)
+            _err(
+                f"{ref.run_id} already exists for this recipe content ({current.state.value}); "
+                "nothing launched. Use --new-attempt to launch again."
+            )
+        return
     ledger.record(ref, loaded.recipe.name, str(file), State.QUEUED)
     if not wait:
         if output == Format.json:
@@ -408,22 +462,29 @@ def _row_problem(problem: Any) -> Any:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _prepare(file: Path, overrides: list[str], provider: str, run_id: str | None) -> Any:
+def _prepare(file: Path, overrides: list[str], provider: str, attempt: int = 1) -> Any:
     from providers.base import RunIdentity
+    from providers.cloud import deterministic_run_id
     from providers.registry import get_provider
     from recipes.errors import RecipeInputError
     from recipes.loader import load_recipe
     from recipes.runid import new_run_id
+    from recipes.tags import TagPolicy
 
     loaded = load_recipe(file, overrides)
     backend = get_provider(provider)
     recipe = loaded.resolved()
+    if backend.capabilities.idempotent:
+        run_id = deterministic_run_id(recipe.name, loaded.content_hash, attempt)
+    else:
+        run_id = new_run_id(recipe.name)
     identity = RunIdentity(
-        run_id=run_id or new_run_id(recipe.name),
-        recipe_name=recipe.name,
-        recipe_hash=loaded.content_hash,
+        run_id=run_id, recipe_name=recipe.name, recipe_hash=loaded.content_hash, attempt=attempt
     )
     try:
+        policy = TagPolicy.from_env()
+        if policy is not None:
+            policy.check(dict(recipe.tags))
         the_plan = backend.plan(recipe, identity)
     except RecipeInputError as exc:
         raise loaded.locate(exc) from None

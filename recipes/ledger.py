@@ -63,10 +63,11 @@ class Ledger:
             conn.close()
 
     def record(self, ref: RunRef, recipe_name: str, recipe_path: str, state: State) -> None:
+        """Remember a run; a cloud job found again (same deterministic name) keeps its row."""
         now = time.time()
         with self._db() as db:
             db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     ref.run_id,
                     ref.provider,

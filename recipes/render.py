@@ -31,12 +31,15 @@ def plan(the_plan: Plan) -> None:
         cost += f", {est.currency} {est.spot_usd:,.2f} spot"
     if est.hours is not None:
         cost += f" ({est.hours:.2f} h)"
+    if est.worst_case_usd is not None:
+        cost += f"; at most {est.currency} {est.worst_case_usd:,.2f} (max_runtime)"
     out.print(f"  estimate  {cost}" + (f" ({est.basis})" if est.basis else ""), markup=False)
     out.print(
         "  tags      " + ", ".join(f"{k}={v}" for k, v in the_plan.tags.items()), markup=False
     )
     for note in the_plan.notes:
-        out.print(f"  [yellow]note[/yellow]      {note}")
+        out.print("  [yellow]note[/yellow]      ", end="")
+        out.print(note, markup=False)
     for request in data["requests"]:
         out.print(f"\n[bold]{request['api']}[/bold]")
         out.print(json.dumps(request["body"], indent=2), markup=False)

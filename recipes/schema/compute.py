@@ -33,16 +33,68 @@ class LocalCompute(Section):
     )
 
 
+class HyperPodSpec(Section):
+    cluster: str = Field(
+        pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", description="HyperPod cluster name."
+    )
+    eks_cluster_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:eks:[a-z0-9-]+:\d{12}:cluster/.+$",
+        description="The EKS cluster that orchestrates the HyperPod cluster.",
+    )
+    lifecycle_scripts: str = Field(
+        pattern=r"^s3://.+", description="s3:// prefix holding the lifecycle scripts."
+    )
+    on_create: str = Field(default="on_create.sh", description="Lifecycle script run on each node.")
+    namespace: str = Field(default="default", description="Kubernetes namespace for jobs.")
+    shared_dir: str = Field(
+        default="/fsx",
+        description="Shared file system mounted on every node (outputs, checkpoints).",
+    )
+
+
 class AwsCompute(Section):
     region: str = Field(default="us-east-1", description="AWS region.")
     role: str | None = Field(
-        default=None, description="IAM role ARN SageMaker assumes to run the job."
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$",
+        description="IAM role ARN SageMaker assumes (default: SAGEMAKER_ROLE_ARN).",
+    )
+    bucket: str | None = Field(
+        default=None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+        description="s3://BUCKET[/PREFIX] for code, data, checkpoints and outputs "
+        "(default: RECIPE_AWS_BUCKET).",
     )
     target: Literal["training-job", "hyperpod"] = Field(
         default="training-job", description="SageMaker training job, or a HyperPod cluster."
     )
     instance_type: str | None = Field(
         default=None, description="Explicit instance type (e.g. ml.g5.12xlarge); overrides mapping."
+    )
+    image: str | None = Field(
+        default=None,
+        description="Training image URI (default: the AWS PyTorch training container for the region).",
+    )
+    subnets: list[str] = Field(default_factory=list, description="VPC subnet ids for the job.")
+    security_groups: list[str] = Field(
+        default_factory=list, description="VPC security group ids (with subnets)."
+    )
+    kms_key: str | None = Field(
+        default=None, description="KMS key for the training volume and the output."
+    )
+    network_isolation: bool = Field(
+        default=False, description="No network inside the container (needs an image with the deps)."
+    )
+    spot_max_wait: Duration | None = Field(
+        default=None,
+        description="Spot: longest wait for capacity plus runtime (default 2x max_runtime).",
+    )
+    wandb_secret: str | None = Field(
+        default=None,
+        description="Secrets Manager secret (name or ARN) holding the W&B API key; read inside the job.",
+    )
+    hyperpod: HyperPodSpec | None = Field(
+        default=None, description="The HyperPod cluster (for target: hyperpod)."
     )
 
 
