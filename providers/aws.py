@@ -157,6 +157,10 @@ class AwsProvider:
 
     def latest_attempt(self, plan: Plan) -> int:
         """Highest attempt number already launched for this recipe content (0 if none)."""
+        if plan.compute.get("target") == "hyperpod":
+            from providers.aws_hyperpod import latest_attempt
+
+            return latest_attempt(self, plan)
         sm = self.client("sagemaker", plan.compute["region"])
         prefix = cloud.name_prefix(plan.identity)
         names = []
@@ -168,6 +172,10 @@ class AwsProvider:
     # --- status / logs / cancel ------------------------------------------------------
 
     def status(self, ref: RunRef) -> RunStatus:
+        if ref.ids.get("target") == "hyperpod":
+            from providers.aws_hyperpod import job_status
+
+            return job_status(self, ref)
         sm = self.client("sagemaker", ref.ids["region"])
         job = _describe(sm, ref.ids["job_name"])
         if job is None:
@@ -177,6 +185,11 @@ class AwsProvider:
         return status_from_job(ref, job)
 
     def logs(self, ref: RunRef, follow: bool = False) -> Iterator[str]:
+        if ref.ids.get("target") == "hyperpod":
+            from providers.aws_hyperpod import job_logs
+
+            yield from job_logs(self, ref, follow)
+            return
         logs = self.client("logs", ref.ids["region"])
         tokens: dict[str, str | None] = {}
         while True:
@@ -187,6 +200,10 @@ class AwsProvider:
             time.sleep(5)
 
     def cancel(self, ref: RunRef) -> RunStatus:
+        if ref.ids.get("target") == "hyperpod":
+            from providers.aws_hyperpod import job_cancel
+
+            return job_cancel(self, ref)
         sm = self.client("sagemaker", ref.ids["region"])
         current = self.status(ref)
         if current.state.terminal:

@@ -459,6 +459,97 @@ def _row_problem(problem: Any) -> Any:
     return Problem(problem.message, file=problem.file, line=problem.line)
 
 
+# --- HyperPod clusters --------------------------------------------------------------------
+
+cluster_app = typer.Typer(
+    help="SageMaker HyperPod clusters for recipes with compute.aws.target: hyperpod.",
+    no_args_is_help=True,
+)
+app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("plan")
+@handle_errors
+def cluster_plan(file: FileArg, output: FormatOpt = Format.text) -> None:
+    """Show the CreateCluster request the recipe implies. No network."""
+    request = _cluster_request(file)[1]
+    if output == Format.json:
+        _emit_json({"api": request.api, "body": request.body})
+    else:
+        print(f"{request.api}\n{json.dumps(request.body, indent=2)}")
+
+
+@cluster_app.command("create")
+@handle_errors
+def cluster_create(file: FileArg, output: FormatOpt = Format.text) -> None:
+    """Create the recipe's HyperPod cluster (instance group, lifecycle scripts, EKS)."""
+    from providers.aws import AwsProvider
+    from providers.aws_hyperpod import create_cluster
+
+    region, request = _cluster_request(file)
+    answer = create_cluster(AwsProvider(), region, request)
+    if output == Format.json:
+        _emit_json({"cluster_arn": answer["ClusterArn"]})
+    else:
+        print(answer["ClusterArn"])
+        _err(f"follow it: recipe cluster status {file}")
+
+
+@cluster_app.command("status")
+@handle_errors
+def cluster_status(file: FileArg, output: FormatOpt = Format.text) -> None:
+    """The cluster's state, instance groups and nodes."""
+    from providers.aws import AwsProvider
+    from providers.aws_hyperpod import describe_cluster
+
+    region, request = _cluster_request(file)
+    info = describe_cluster(AwsProvider(), region, request.body["ClusterName"])
+    if output == Format.json:
+        _emit_json(info)
+        return
+    print(f"{info['name']}  {info['status']}" + (f"  {info['failure']}" if info["failure"] else ""))
+    for group in info["instance_groups"]:
+        print(
+            f"  group {group['name']}: {group['instance_type']} {group['current']}/{group['target']}"
+        )
+    for node in info["nodes"]:
+        print(f"  node  {node['id']}  {node['type']}  {node['status']}")
+
+
+@cluster_app.command("delete")
+@handle_errors
+def cluster_delete(
+    file: FileArg,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete the recipe's HyperPod cluster and its nodes."""
+    from providers.aws import AwsProvider
+    from providers.aws_hyperpod import delete_cluster
+
+    region, request = _cluster_request(file)
+    name = request.body["ClusterName"]
+    if not yes and not typer.confirm(f"delete HyperPod cluster {name} in {region}?"):
+        raise typer.Exit(EXIT_BAD_INPUT)
+    delete_cluster(AwsProvider(), region, name)
+    print(f"{name}: deleting")
+
+
+def _cluster_request(file: Path) -> Any:
+    from providers.aws_hyperpod import cluster_request
+    from providers.base import RunIdentity
+    from recipes.errors import RecipeInputError
+    from recipes.loader import load_recipe
+
+    loaded = load_recipe(file)
+    recipe = loaded.resolved()
+    identity = RunIdentity(run_id="", recipe_name=recipe.name, recipe_hash=loaded.content_hash)
+    try:
+        request = cluster_request(recipe, identity)
+    except RecipeInputError as exc:
+        raise loaded.locate(exc) from None
+    return recipe.compute.aws.region, request
+
+
 # --- helpers -----------------------------------------------------------------------------
 
 

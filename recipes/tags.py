@@ -66,6 +66,15 @@ GCP = TagRules(
     lowercase=True,
     key_must_start_with_letter=True,
 )
+# Kubernetes annotations (HyperPod manifests): the name part of a key is <= 63 of these.
+K8S_ANNOTATIONS = TagRules(
+    cloud="kubernetes",
+    max_tags=64,
+    max_key=63,
+    max_value=256,
+    key_chars=r"A-Za-z0-9_.\-",
+    value_chars=r"\s\S",
+)
 RULES = {"aws": AWS, "azure": AZURE, "gcp": GCP}
 
 

@@ -117,16 +117,59 @@ def normalized(plan: dict) -> dict:
     return data
 
 
-@pytest.mark.parametrize("path", sorted(CATALOG.glob("*.yaml")), ids=lambda p: p.stem)
-def test_golden_local_plan(path: Path, tmp_path: Path, update_golden: bool) -> None:
+CLOUD_DEFAULTS = {  # for catalog recipes without a compute.<cloud> block
+    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/recipe-sagemaker-training",
+    "RECIPE_AWS_BUCKET": "s3://recipe-artifacts-123456789012/fine-tunes",
+}
+
+
+def cloud_normalized(plan: dict) -> dict:
+    """Cloud plans differ between machines only in paths and the scripts archive's hash."""
+    text = json.dumps(plan, indent=2, sort_keys=True).replace(str(REPO), "<repo>")
+    for request in plan["requests"]:
+        body = request["body"]
+        if body.get("source") == "training_scripts/":
+            text = text.replace(body["sha256"], "<scripts-sha256>")
+            text = text.replace(body["sha256"][:16], "<scripts-sha16>")
+            text = text.replace(f'"bytes": {body["bytes"]}', '"bytes": "<scripts-bytes>"')
+    return json.loads(text)
+
+
+def golden_plan(path: Path, provider: str, root: Path) -> dict:
+    """The normalized plan, or the planning error for a recipe this backend cannot honour."""
+    from providers.cloud import deterministic_run_id
+    from providers.registry import get_provider
+
     loaded = load_recipe(path)
+    if provider == "local":
+        run_id = f"{loaded.recipe.name}-golden"
+        backend = LocalProvider(root=root)
+    else:
+        run_id = deterministic_run_id(loaded.recipe.name, loaded.content_hash, 1)
+        backend = get_provider(provider)
     identity = RunIdentity(
-        run_id=f"{loaded.recipe.name}-golden",
-        recipe_name=loaded.recipe.name,
-        recipe_hash=loaded.content_hash,
+        run_id=run_id, recipe_name=loaded.recipe.name, recipe_hash=loaded.content_hash
     )
-    plan = normalized(LocalProvider(root=tmp_path).plan(loaded.resolved(), identity).to_dict())
-    golden = GOLDEN / "local" / f"{path.stem}.json"
+    try:
+        plan = backend.plan(loaded.resolved(), identity).to_dict()
+    except RecipeInputError as exc:
+        return {"error": loaded.locate(exc).render().replace(str(REPO), "<repo>").splitlines()}
+    return normalized(plan) if provider == "local" else cloud_normalized(plan)
+
+
+@pytest.mark.parametrize("provider", ["local", "aws"])
+@pytest.mark.parametrize("path", sorted(CATALOG.glob("*.yaml")), ids=lambda p: p.stem)
+def test_golden_plans(
+    path: Path,
+    provider: str,
+    tmp_path: Path,
+    update_golden: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key, value in CLOUD_DEFAULTS.items():
+        monkeypatch.setenv(key, value)
+    plan = golden_plan(path, provider, tmp_path)
+    golden = GOLDEN / provider / f"{path.stem}.json"
     if update_golden:
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n")

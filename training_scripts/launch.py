@@ -61,11 +61,21 @@ def topology(env: Mapping[str, str], devices: int, config_dir: Path = SM_CONFIG)
     )
 
 
-def commands(config: str, output_dir: str | None, topo: Topology) -> list[list[str]]:
+def commands(
+    config: str, output_dir: str | None, topo: Topology, launcher_name: str = "torchrun"
+) -> list[list[str]]:
     job_args = ["--config", config] + (["--output-dir", output_dir] if output_dir else [])
     python = sys.executable
     preprocess = [python, "-m", "training_scripts.preprocess", *job_args]
     train = ["-m", "training_scripts.train", *job_args]
+    if launcher_name == "hyperpodrun":
+        # HyperPod's elastic agent does the rendezvous; it takes torchrun's arguments.
+        agent = [
+            "hyperpodrun",
+            f"--nnodes={topo.nnodes}",
+            f"--nproc-per-node={topo.nproc_per_node}",
+        ]
+        return [preprocess, [*agent, *train]]
     if topo.nnodes == 1 and topo.nproc_per_node <= 1:
         return [[python, *train]]
     launcher = [
@@ -88,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-install", action="store_true", help="the image already has the requirements"
     )
+    parser.add_argument("--launcher", choices=["torchrun", "hyperpodrun"], default="torchrun")
+    parser.add_argument("--nnodes", type=int, default=None, help="nodes, when no config says")
     args = parser.parse_args(argv)
     env = dict(os.environ)
     if (SM_CONFIG / "inputdataconfig.json").exists():
@@ -105,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
 
     devices = torch.cuda.device_count()
     topo = topology(env, devices)
+    if args.nnodes:
+        topo = Topology(args.nnodes, topo.node_rank, topo.master_addr, topo.nproc_per_node)
     print(f"launch: {topo}", flush=True)
-    for command in commands(args.config, args.output_dir, topo):
+    for command in commands(args.config, args.output_dir, topo, args.launcher):
         result = subprocess.run(command, env=env)
         if result.returncode:
             return result.returncode

@@ -59,13 +59,18 @@ def resolve(output_dir: str | None, env: Mapping[str, str] | None = None) -> Pat
             channels={},
         )
     # Azure ML mounts outputs and passes their paths as arguments, like a local run.
+    # RECIPE_CHANNEL_<NAME> names inputs fetched by a launcher (e.g. HyperPod pods).
     root = Path(output_dir or ".").resolve()
     return Paths(
         platform=platform,
         output_dir=root,
         model_dir=root,
         checkpoint_dir=root / "checkpoints",
-        channels={},
+        channels={
+            key[len("RECIPE_CHANNEL_") :].lower(): Path(value)
+            for key, value in env.items()
+            if key.startswith("RECIPE_CHANNEL_")
+        },
     )
 
 
