@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.base import Estimate, Request, RunIdentity
-from providers.job import job_config, run_tags
+from providers.job import check_global_batch, job_config, run_tags
 from providers.packaging import ARCHIVE_NAME, Archive, file_sha256, scripts_archive
 from recipes import rules
 from recipes.cost import catalog
@@ -144,20 +144,9 @@ def hardware(recipe: Recipe, provider: str, region: str, explicit: str | None) -
             f"it overrides compute.accelerator/gpus_per_node "
             f"({recipe.compute.gpus_per_node}x {recipe.compute.accelerator})"
         )
-    _check_batch(recipe, max(1, offer.gpus) * recipe.compute.nodes)
+    world_size = max(1, offer.gpus) * recipe.compute.nodes
+    check_global_batch(recipe, world_size, field="training.batch_size")
     return Hardware(offer=offer, estimate=estimate(recipe, offer, region), notes=tuple(notes))
-
-
-def _check_batch(recipe: Recipe, world_size: int) -> None:
-    t = recipe.training
-    if t.batch_size % (t.micro_batch_size * world_size):
-        raise RecipeInputError(
-            Problem(
-                f"must be a multiple of micro_batch_size x world size "
-                f"({t.micro_batch_size} x {world_size} processes)",
-                field="training.batch_size",
-            )
-        )
 
 
 # --- tags ------------------------------------------------------------------------------------

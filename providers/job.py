@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from providers.base import RunIdentity
+from recipes.errors import Problem, RecipeInputError
 from recipes.schema import Recipe
 
 CONTRACT_VERSION = 1
@@ -38,3 +39,16 @@ def run_tags(recipe: Recipe, identity: RunIdentity) -> dict[str, str]:
         "recipe_hash": identity.recipe_hash[:12],
         "run_id": identity.run_id,
     }
+
+
+def check_global_batch(recipe: Recipe, processes: int, field: str) -> None:
+    """batch_size = micro_batch_size x accumulation x processes, with a whole accumulation."""
+    t = recipe.training
+    if t.batch_size % (t.micro_batch_size * processes):
+        raise RecipeInputError(
+            Problem(
+                f"training.batch_size {t.batch_size} must be a multiple of "
+                f"micro_batch_size x processes ({t.micro_batch_size} x {processes})",
+                field=field,
+            )
+        )

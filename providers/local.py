@@ -32,8 +32,13 @@ from providers.base import (
     State,
     check_capabilities,
 )
-from providers.job import ENTRY_MODULE, PREPROCESS_MODULE, job_config, run_tags
-from recipes.errors import Problem, RecipeInputError
+from providers.job import (
+    ENTRY_MODULE,
+    PREPROCESS_MODULE,
+    check_global_batch,
+    job_config,
+    run_tags,
+)
 from recipes.ledger import runs_dir
 from recipes.schema import Recipe
 
@@ -62,15 +67,7 @@ class LocalProvider:
         check_capabilities(self.name, self.capabilities, recipe)
         local = recipe.compute.local
         processes = local.processes
-        training = recipe.training
-        if training.batch_size % (training.micro_batch_size * processes):
-            raise RecipeInputError(
-                Problem(
-                    f"training.batch_size {training.batch_size} must be a multiple of "
-                    f"micro_batch_size x processes ({training.micro_batch_size} x {processes})",
-                    field="compute.local.processes",
-                )
-            )
+        check_global_batch(recipe, processes, field="compute.local.processes")
         threads = local.threads or max(1, (os.cpu_count() or 1) // processes)
         job_args = ["--config", "recipe.json", "--output-dir", "."]
         entry = ["-m", ENTRY_MODULE, *job_args]

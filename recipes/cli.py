@@ -114,7 +114,10 @@ def validate(
         typer.Argument(help="Recipe files, optionally followed by key=value overrides."),
     ],
 ) -> None:
-    """Check recipes against the schema and cross-field rules; exit 2 listing every problem."""
+    """Check recipes against the schema and cross-field rules; exit 2 listing every problem.
+
+    With RECIPE_TAG_POLICY=policy.yaml (`required: [keys]`, `allowed: {key: [values]}`)
+    the recipe's tags are checked against it too."""
     from recipes.errors import RecipeInputError
     from recipes.loader import load_recipe
 
@@ -122,10 +125,18 @@ def validate(
     overrides = [f for f in files if "=" in f]
     if not paths:
         raise RecipeInputError("FILE: give at least one recipe file")
+    from recipes.tags import TagPolicy
+
+    policy = TagPolicy.from_env()
     problems = []
     for path in paths:
         try:
             loaded = load_recipe(path, overrides)
+            if policy is not None:
+                try:
+                    policy.check(dict(loaded.recipe.tags))
+                except RecipeInputError as exc:
+                    raise loaded.locate(exc) from None
         except RecipeInputError as exc:
             problems += exc.problems
             continue

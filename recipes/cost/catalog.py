@@ -65,10 +65,12 @@ class Catalog:
     accelerators: dict[str, Accelerator]
     offers: dict[str, tuple[Offer, ...]]  # provider -> offers
 
-    def find(self, provider: str, instance_type: str) -> Offer | None:
-        return next(
-            (o for o in self.offers.get(provider, ()) if o.instance_type == instance_type), None
-        )
+    def find(self, provider: str, instance_type: str, accelerator: str = "") -> Offer | None:
+        """The offer of that type; where a type comes with several accelerators (GCP's
+        n1-standard-8 alone or with T4s), the one with `accelerator` first."""
+        matches = [o for o in self.offers.get(provider, ()) if o.instance_type == instance_type]
+        preferred = [o for o in matches if o.accelerator == accelerator]
+        return (preferred or matches or [None])[0]
 
 
 @functools.cache
@@ -157,7 +159,7 @@ def resolve(ask: Ask, catalog: Catalog | None = None) -> Offer:
 
 
 def _explicit(ask: Ask, catalog: Catalog) -> Offer:
-    offer = catalog.find(ask.provider, ask.instance_type or "")
+    offer = catalog.find(ask.provider, ask.instance_type or "", ask.accelerator)
     if offer is None:
         from recipes.errors import did_you_mean
 
