@@ -15,6 +15,7 @@ from recipes.errors import RecipeInputError, did_you_mean
 PROVIDERS: dict[str, str] = {
     "local": "providers.local:LocalProvider",
     "aws": "providers.aws:AwsProvider",
+    "azure": "providers.azure:AzureProvider",
 }
 
 

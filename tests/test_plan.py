@@ -120,11 +120,26 @@ def normalized(plan: dict) -> dict:
 CLOUD_DEFAULTS = {  # for catalog recipes without a compute.<cloud> block
     "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/recipe-sagemaker-training",
     "RECIPE_AWS_BUCKET": "s3://recipe-artifacts-123456789012/fine-tunes",
+    "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
+    "AZURE_RESOURCE_GROUP": "rg-ml",
+    "AZUREML_WORKSPACE_NAME": "ws-ml",
+    "AZUREML_COMPUTE": "gpu-cluster",
 }
+# azure-ai-ml adds the submitting checkout's git state to a job; it differs per commit.
+GIT_PROPERTIES = (
+    "mlflow.source.git.branch",
+    "mlflow.source.git.commit",
+    "mlflow.source.git.repoURL",
+    "azureml.git.dirty",
+)
 
 
 def cloud_normalized(plan: dict) -> dict:
     """Cloud plans differ between machines only in paths and the scripts archive's hash."""
+    for request in plan["requests"]:
+        properties = request["body"].get("job", {}).get("properties", {}).get("properties", {})
+        for key in GIT_PROPERTIES:  # present or not depending on the checkout's remote
+            properties.pop(key, None)
     text = json.dumps(plan, indent=2, sort_keys=True).replace(str(REPO), "<repo>")
     for request in plan["requests"]:
         body = request["body"]
@@ -157,7 +172,7 @@ def golden_plan(path: Path, provider: str, root: Path) -> dict:
     return normalized(plan) if provider == "local" else cloud_normalized(plan)
 
 
-@pytest.mark.parametrize("provider", ["local", "aws"])
+@pytest.mark.parametrize("provider", ["local", "aws", "azure"])
 @pytest.mark.parametrize("path", sorted(CATALOG.glob("*.yaml")), ids=lambda p: p.stem)
 def test_golden_plans(
     path: Path,

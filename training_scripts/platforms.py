@@ -58,20 +58,26 @@ def resolve(output_dir: str | None, env: Mapping[str, str] | None = None) -> Pat
             checkpoint_dir=gcs_to_fuse(checkpoints) if checkpoints else model_dir / "checkpoints",
             channels={},
         )
-    # Azure ML mounts outputs and passes their paths as arguments, like a local run.
-    # RECIPE_CHANNEL_<NAME> names inputs fetched by a launcher (e.g. HyperPod pods).
+    # Azure ML mounts outputs and passes their paths as arguments, like a local run, and
+    # names each mounted input AZURE_ML_INPUT_<name>; RECIPE_CHANNEL_<NAME> names inputs
+    # fetched by a launcher (e.g. HyperPod pods).
     root = Path(output_dir or ".").resolve()
     return Paths(
         platform=platform,
         output_dir=root,
         model_dir=root,
         checkpoint_dir=root / "checkpoints",
-        channels={
-            key[len("RECIPE_CHANNEL_") :].lower(): Path(value)
-            for key, value in env.items()
-            if key.startswith("RECIPE_CHANNEL_")
-        },
+        channels=_named_inputs(env),
     )
+
+
+def _named_inputs(env: Mapping[str, str]) -> dict[str, Path]:
+    inputs = {}
+    for prefix in ("AZURE_ML_INPUT_", "RECIPE_CHANNEL_"):
+        for key, value in env.items():
+            if key.startswith(prefix):
+                inputs[key[len(prefix) :].lower()] = Path(value)
+    return inputs
 
 
 def gcs_to_fuse(location: str) -> Path:

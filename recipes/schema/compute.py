@@ -108,9 +108,24 @@ class AzureCompute(Section):
     workspace: str | None = Field(
         default=None, description="Azure ML workspace (default: AZUREML_WORKSPACE_NAME)."
     )
-    compute: str | None = Field(default=None, description="Compute cluster name.")
+    region: str = Field(default="eastus", description="The workspace's region (for prices).")
+    compute: str | None = Field(default=None, description="AmlCompute cluster name.")
     instance_type: str | None = Field(
         default=None, description="Explicit VM size (e.g. Standard_NC24ads_A100_v4)."
+    )
+    environment: str | None = Field(
+        default=None,
+        description="Azure ML environment id (default: the curated ACPT PyTorch environment).",
+    )
+    datastore: str = Field(
+        default="workspaceblobstore", description="Datastore for code, data and recipe.json."
+    )
+    experiment: str | None = Field(
+        default=None, description="Experiment name (default: recipe name)."
+    )
+    wandb_secret: str | None = Field(
+        default=None,
+        description="Key Vault secret URI holding the W&B API key; read inside the job.",
     )
 
 
@@ -122,6 +137,17 @@ class GcpCompute(Section):
     )
     machine_type: str | None = Field(
         default=None, description="Explicit machine type (e.g. a2-ultragpu-8g)."
+    )
+    service_account: str | None = Field(
+        default=None,
+        pattern=r"^[^@\s]+@[a-z0-9.-]+\.gserviceaccount\.com$",
+        description="Service account the job runs as (default: Vertex AI's custom code "
+        "service agent).",
+    )
+    wandb_secret: str | None = Field(
+        default=None,
+        description="Secret Manager secret (name, or projects/P/secrets/S[/versions/V]) holding "
+        "the W&B API key; read inside the job.",
     )
 
 
