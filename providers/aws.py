@@ -32,6 +32,7 @@ from providers.base import (
     check_capabilities,
 )
 from providers.packaging import ARCHIVE_NAME, scripts_archive
+from recipes.cost import catalog
 from recipes.errors import Problem, RecipeInputError
 from recipes.schema import Recipe
 from recipes.tags import AWS as AWS_TAG_RULES
@@ -65,7 +66,7 @@ class AwsProvider:
     name = "aws"
     capabilities = Capabilities(
         methods=("lora", "qlora", "full"),
-        accelerators=("cpu", "T4", "A10G", "L4", "L40S", "A100-40GB", "A100-80GB", "H100", "H200"),
+        accelerators=catalog.accelerators("aws"),
         spot=True,
         multi_node=True,
         max_processes_per_node=8,

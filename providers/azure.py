@@ -32,6 +32,7 @@ from providers.base import (
     check_capabilities,
 )
 from providers.packaging import scripts_archive
+from recipes.cost import catalog
 from recipes.errors import Problem, RecipeInputError
 from recipes.schema import Recipe
 from recipes.tags import AZURE as AZURE_TAG_RULES
@@ -121,7 +122,7 @@ class AzureProvider:
     name = "azure"
     capabilities = Capabilities(
         methods=("lora", "qlora", "full"),
-        accelerators=("cpu", "T4", "A100-40GB", "A100-80GB", "H100", "H200"),
+        accelerators=catalog.accelerators("azure"),
         spot=True,  # low-priority AmlCompute; the cluster's tier decides, see plan notes
         multi_node=True,
         max_processes_per_node=8,

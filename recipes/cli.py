@@ -328,6 +328,31 @@ def runs(
 
 
 @app.command()
+@handle_errors
+def providers(output: FormatOpt = Format.text) -> None:
+    """Each backend: its extra installed?, credentials found here?, and what it can do."""
+    from dataclasses import asdict
+
+    from providers.inventory import inventory
+
+    entries = inventory()
+    if output == Format.json:
+        _emit_json([asdict(e) for e in entries])
+        return
+    for e in entries:
+        installed = "installed" if e.installed else f"missing: pip install '.[{e.extra}]'"
+        print(f"{e.name:<6} extra {e.extra}: {installed}; credentials: {e.credentials}")
+        caps = e.capabilities
+        can = [k for k in ("spot", "multi_node", "hyperpod", "idempotent") if caps.get(k)]
+        print(
+            f"       methods {', '.join(caps['methods'])}; "
+            f"accelerators {', '.join(caps['accelerators']) or 'this machine'}; "
+            f"data {', '.join(caps['remote_data']) or 'local files'}; "
+            f"{', '.join(can) or 'single node'}"
+        )
+
+
+@app.command()
 def schema() -> None:
     """Print the recipe JSON Schema (point your editor's YAML plugin at it)."""
     from recipes.schema import Recipe

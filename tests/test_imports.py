@@ -15,7 +15,9 @@ HEAVY = (
     "wandb",
     "boto3",
     "botocore",
-    "azure",
+    "azure.ai.ml",  # not the bare "azure" namespace, which find_spec creates empty
+    "azure.core",
+    "azure.identity",
     # Not bare "google" or "google.cloud": google-cloud's nspkg .pth file creates
     # those empty namespaces at interpreter start-up; an SDK import shows up as these.
     "google.cloud.aiplatform",
@@ -61,3 +63,9 @@ def test_local_plan_imports_nothing_heavy() -> None:
     code, modules = imported_by("plan", str(CATALOG / "quickstart.yaml"), "--format", "json")
     assert code == 0
     assert not modules, modules
+
+
+def test_providers_listing_imports_no_cloud_sdk() -> None:
+    code, modules = imported_by("providers", "--format", "json")
+    assert code == 0
+    assert not modules - {"torch", "transformers", "peft", "wandb"}, modules

@@ -206,3 +206,11 @@ def _nearest(ask: Ask, offers: tuple[Offer, ...], count: int = 3) -> list[str]:
     return [
         o.describe() + ("" if o.price(ask.region) else f" (not in {ask.region})") for o in ranked
     ]
+
+
+def accelerators(provider: str) -> tuple[str, ...]:
+    """The abstract accelerators a provider offers, in the schema's order."""
+    from recipes.schema.compute import ACCELERATORS
+
+    offered = {o.accelerator for o in load().offers.get(provider, ())}
+    return tuple(a for a in ACCELERATORS if a in offered)
