@@ -430,25 +430,11 @@ def put_object(s3: Any, body: dict[str, Any], tags: dict[str, str]) -> bool:
 
 
 def _orphans(s3: Any, uploads: list[Request], done: list[str]) -> str:
-    """Remove what only this run would use; report the content-addressed rest (tagged)."""
-    kept = []
-    for upload in uploads:
-        uri = upload.body["uri"]
-        if uri not in done:
-            continue
-        if upload.body.get("run_scoped"):
-            bucket, key = cloud.split_s3(uri)
-            try:
-                s3.delete_object(Bucket=bucket, Key=key)
-            except Exception:  # reported below instead
-                kept.append(uri)
-        else:
-            kept.append(uri)
-    if not kept:
-        return "; nothing was left behind"
-    return "; left in S3 (tagged with this run's tags, reused by the next attempt): " + ", ".join(
-        kept
-    )
+    def delete(uri: str) -> None:
+        bucket, key = cloud.split_s3(uri)
+        s3.delete_object(Bucket=bucket, Key=key)
+
+    return cloud.orphans(uploads, done, delete, "S3, tagged with this run's tags")
 
 
 def _describe(sm: Any, name: str) -> dict[str, Any] | None:

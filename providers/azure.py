@@ -288,22 +288,11 @@ class AzureProvider:
         return True
 
     def _orphans(self, ml: Any, uploads: list[Request], done: list[str]) -> str:
-        kept = []
-        for upload in uploads:
-            uri = upload.body["uri"]
-            if uri not in done:
-                continue
-            if upload.body.get("run_scoped"):
-                datastore, path = split_uri(uri)
-                try:
-                    self._container(ml, datastore).delete_blob(path)
-                except Exception:  # reported below instead
-                    kept.append(uri)
-            else:
-                kept.append(uri)
-        if not kept:
-            return "; nothing was left behind"
-        return "; left in the datastore (tagged, reused by the next attempt): " + ", ".join(kept)
+        def delete(uri: str) -> None:
+            datastore, path = split_uri(uri)
+            self._container(ml, datastore).delete_blob(path)
+
+        return cloud.orphans(uploads, done, delete, "the datastore, tagged with this run's tags")
 
     def _read_log(self, ml: Any, name: str) -> str:
         container = self._container(ml, "workspaceartifactstore")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,28 @@ def upload_bytes(body: dict[str, Any]) -> bytes:
     if hashlib.sha256(data).hexdigest() != body["sha256"]:
         raise ProviderError(f"{body['source']} changed since it was planned; plan again")
     return data
+
+
+def orphans(
+    uploads: list[Request], done: list[str], delete: Callable[[str], None], where: str
+) -> str:
+    """After a failed submit: remove what only this run would use (its recipe.json) and
+    report the content-addressed rest, which the next attempt reuses."""
+    kept = []
+    for upload in uploads:
+        uri = upload.body["uri"]
+        if uri not in done:
+            continue
+        if upload.body.get("run_scoped"):
+            try:
+                delete(uri)
+            except Exception:  # reported below instead
+                kept.append(uri)
+        else:
+            kept.append(uri)
+    if not kept:
+        return "; nothing was left behind"
+    return f"; left in {where} (reused by the next attempt): " + ", ".join(kept)
 
 
 def split_s3(uri: str) -> tuple[str, str]:

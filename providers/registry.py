@@ -16,6 +16,7 @@ PROVIDERS: dict[str, str] = {
     "local": "providers.local:LocalProvider",
     "aws": "providers.aws:AwsProvider",
     "azure": "providers.azure:AzureProvider",
+    "gcp": "providers.gcp:GcpProvider",
 }
 
 

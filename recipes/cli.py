@@ -81,7 +81,9 @@ FileArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=
 ProviderOpt = Annotated[
     str,
     typer.Option(
-        "--provider", "-p", help="Backend: local (this machine) or aws (SageMaker). See README."
+        "--provider",
+        "-p",
+        help="Backend: local (this machine), aws (SageMaker), azure (Azure ML), gcp (Vertex AI).",
     ),
 ]
 AttemptOpt = Annotated[

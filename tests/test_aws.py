@@ -223,7 +223,7 @@ def test_failed_create_leaves_no_orphan(aws_env: None) -> None:
     with pytest.raises(ProviderError) as err:
         provider.submit(plan)
     message = str(err.value)
-    assert "ResourceLimitExceeded" in message and "left in S3 (tagged" in message
+    assert "ResourceLimitExceeded" in message and "left in S3, tagged" in message
     s3 = provider.client("s3", REGION)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
     assert not any(k.endswith("recipe.json") for k in keys)  # run-scoped: removed

@@ -124,6 +124,8 @@ CLOUD_DEFAULTS = {  # for catalog recipes without a compute.<cloud> block
     "AZURE_RESOURCE_GROUP": "rg-ml",
     "AZUREML_WORKSPACE_NAME": "ws-ml",
     "AZUREML_COMPUTE": "gpu-cluster",
+    "GOOGLE_CLOUD_PROJECT": "recipe-ml-dev",
+    "RECIPE_GCP_BUCKET": "gs://recipe-artifacts-dev/fine-tunes",
 }
 # azure-ai-ml adds the submitting checkout's git state to a job; it differs per commit.
 GIT_PROPERTIES = (
@@ -172,7 +174,7 @@ def golden_plan(path: Path, provider: str, root: Path) -> dict:
     return normalized(plan) if provider == "local" else cloud_normalized(plan)
 
 
-@pytest.mark.parametrize("provider", ["local", "aws", "azure"])
+@pytest.mark.parametrize("provider", ["local", "aws", "azure", "gcp"])
 @pytest.mark.parametrize("path", sorted(CATALOG.glob("*.yaml")), ids=lambda p: p.stem)
 def test_golden_plans(
     path: Path,

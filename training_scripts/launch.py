@@ -4,10 +4,10 @@ then run one training process per device on every node.
     python -m training_scripts.launch --config recipe.json [--output-dir DIR]
 
 The topology (nodes, this node's rank, the first node's address, devices per
-node) comes from the platform: SageMaker's resourceconfig.json, or the usual
-MASTER_ADDR / NNODES / NODE_RANK variables. SageMaker's SM_* variables are set
-here from its config files, because a custom entrypoint bypasses the toolkit
-that normally sets them.
+node) comes from the platform: SageMaker's resourceconfig.json, Vertex AI's
+CLUSTER_SPEC, or the usual MASTER_ADDR / NNODES / NODE_RANK variables.
+SageMaker's SM_* variables are set here from its config files, because a
+custom entrypoint bypasses the toolkit that normally sets them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 SM_CONFIG = Path("/opt/ml/input/config")
 MASTER_PORT = "29500"
+VERTEX_CACHE_DIR = "/tmp/recipe-cache"
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,39 @@ def sagemaker_env(config_dir: Path = SM_CONFIG) -> dict[str, str]:
     return env
 
 
+def vertex_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Vertex AI writes outputs to Cloud Storage FUSE, shared by every node: each node
+    tokenizes onto its own disk instead of racing the others there."""
+    from training_scripts import platforms
+
+    if platforms.detect(env) != "vertex" or env.get("RECIPE_CACHE_DIR"):
+        return {}
+    return {"RECIPE_CACHE_DIR": VERTEX_CACHE_DIR}
+
+
+def vertex_topology(cluster_spec: str, devices: int) -> Topology:
+    """Vertex AI's CLUSTER_SPEC: workerpool0 is the chief (rank 0), workerpool1 the workers."""
+    spec = json.loads(cluster_spec)
+    chief = spec["cluster"]["workerpool0"]
+    workers = spec["cluster"].get("workerpool1", [])
+    task = spec["task"]
+    if task["type"] == "workerpool0":
+        rank = int(task.get("index", 0))
+    elif task["type"] == "workerpool1":
+        rank = len(chief) + int(task.get("index", 0))
+    else:
+        raise SystemExit(f"error: CLUSTER_SPEC: unexpected worker pool {task['type']}")
+    return Topology(
+        nnodes=len(chief) + len(workers),
+        node_rank=rank,
+        master_addr=chief[0].rsplit(":", 1)[0],  # entries are host:port
+        nproc_per_node=devices,
+    )
+
+
 def topology(env: Mapping[str, str], devices: int, config_dir: Path = SM_CONFIG) -> Topology:
+    if env.get("CLUSTER_SPEC"):
+        return vertex_topology(env["CLUSTER_SPEC"], devices)
     resource = config_dir / "resourceconfig.json"
     if resource.exists():
         hosts = json.loads(resource.read_text())
@@ -104,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     if (SM_CONFIG / "inputdataconfig.json").exists():
         env.update(sagemaker_env())
+    env.update(vertex_env(env))
     if not args.no_install:
         requirements = Path(__file__).with_name("requirements.txt")
         subprocess.run(

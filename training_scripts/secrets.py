@@ -1,15 +1,23 @@
 """Secrets by reference: the orchestrator passes where a secret lives, never its value.
 
-RECIPE_WANDB_SECRET=aws-secretsmanager:<name or ARN> is read inside the job with
-the job's own role and exported as WANDB_API_KEY for wandb to pick up. Nothing
-here prints or stores the value.
+RECIPE_WANDB_SECRET names the secret and its store, and is read inside the job
+with the job's own identity, then exported as WANDB_API_KEY for wandb to pick up:
+
+- aws-secretsmanager:<name or ARN> (the SageMaker execution role)
+- gcp-secretmanager:projects/P/secrets/S/versions/V (the Vertex AI job's service
+  account, through Secret Manager's REST API)
+
+Nothing here prints or stores the value.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
+from typing import Any
 
 REFERENCE_ENV = "RECIPE_WANDB_SECRET"
+SECRET_MANAGER = "https://secretmanager.googleapis.com"
 
 
 def resolve(env: Mapping[str, str]) -> dict[str, str]:
@@ -23,4 +31,31 @@ def resolve(env: Mapping[str, str]) -> dict[str, str]:
 
         value = boto3.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"]
         return {"WANDB_API_KEY": value.strip()}
+    if scheme == "gcp-secretmanager":
+        return {"WANDB_API_KEY": gcp_secret(name)}
     raise SystemExit(f"error: {REFERENCE_ENV}: unknown secret store '{scheme}'")
+
+
+def gcp_secret(name: str, session: Any = None, endpoint: str = SECRET_MANAGER) -> str:
+    """One Secret Manager version's payload, with Application Default Credentials."""
+    if session is None:
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+
+        scopes = ["https://www.googleapis.com/auth/cloud-platform"]
+        credentials, project = google.auth.default(scopes=scopes)
+        session = AuthorizedSession(credentials)
+        if not name.startswith("projects/"):  # a bare secret name: the job's project
+            name = f"projects/{project}/secrets/{name}/versions/latest"
+    response = session.get(f"{endpoint.rstrip('/')}/v1/{name}:access", timeout=30)
+    if response.status_code != 200:
+        # The answer names the secret and the reason, never a value.
+        try:
+            reason = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            reason = response.reason
+        raise SystemExit(
+            f"error: {REFERENCE_ENV}: Secret Manager answered {response.status_code} for "
+            f"{name}: {reason}"
+        )
+    return base64.b64decode(response.json()["payload"]["data"]).decode().strip()
