@@ -6,6 +6,8 @@ with the job's own identity, then exported as WANDB_API_KEY for wandb to pick up
 - aws-secretsmanager:<name or ARN> (the SageMaker execution role)
 - gcp-secretmanager:projects/P/secrets/S/versions/V (the Vertex AI job's service
   account, through Secret Manager's REST API)
+- azure-keyvault:https://VAULT.vault.azure.net/secrets/NAME (the Azure ML compute's
+  managed identity, through Key Vault's REST API)
 
 Nothing here prints or stores the value.
 """
@@ -33,6 +35,8 @@ def resolve(env: Mapping[str, str]) -> dict[str, str]:
         return {"WANDB_API_KEY": value.strip()}
     if scheme == "gcp-secretmanager":
         return {"WANDB_API_KEY": gcp_secret(name)}
+    if scheme == "azure-keyvault":
+        return {"WANDB_API_KEY": azure_secret(name)}
     raise SystemExit(f"error: {REFERENCE_ENV}: unknown secret store '{scheme}'")
 
 
@@ -59,3 +63,26 @@ def gcp_secret(name: str, session: Any = None, endpoint: str = SECRET_MANAGER) -
             f"{name}: {reason}"
         )
     return base64.b64decode(response.json()["payload"]["data"]).decode().strip()
+
+
+def azure_secret(uri: str, token: str | None = None) -> str:
+    """A Key Vault secret's value, with the job's identity (DefaultAzureCredential)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    if token is None:
+        from azure.identity import DefaultAzureCredential
+
+        token = DefaultAzureCredential().get_token("https://vault.azure.net/.default").token
+    request = urllib.request.Request(
+        f"{uri.rstrip('/')}?api-version=7.4", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["value"].strip()
+    except urllib.error.HTTPError as exc:
+        # The answer names the secret and the status, never a value.
+        raise SystemExit(
+            f"error: {REFERENCE_ENV}: Key Vault answered {exc.code} for {uri}"
+        ) from None
