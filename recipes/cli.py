@@ -30,6 +30,8 @@ app = typer.Typer(
         "Fine-tune LLMs from one YAML recipe: on this machine (offline) or on managed clouds.\n\n"
         "Start with:  recipe validate recipes/catalog/quickstart.yaml\n\n"
         "then:        recipe run recipes/catalog/quickstart.yaml --provider local --wait\n\n"
+        "Clouds:      recipe plan recipes/catalog/support-triage-a100.yaml --provider aws "
+        "(or azure, gcp): the exact requests, hardware, tags and cost, offline\n\n"
         "Exit codes: 0 ok, 1 run or gate failed, 2 bad input, 3 provider or cloud error."
     ),
     no_args_is_help=True,
