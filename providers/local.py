@@ -98,6 +98,7 @@ class LocalProvider:
             "run_dir": str(self.root / identity.run_id),
             "steps": steps,
             "env": env,
+            "max_runtime_s": recipe.compute.max_runtime,  # the supervisor stops the run past it
             "files": {"recipe.json": job_config(recipe, identity, self.name)},
         }
         notes = []
@@ -135,7 +136,14 @@ class LocalProvider:
         try:
             for name, content in body["files"].items():
                 rt.write_json_atomic(run_dir / name, content)
-            rt.write_json_atomic(run_dir / rt.LAUNCH, {"steps": body["steps"], "env": body["env"]})
+            rt.write_json_atomic(
+                run_dir / rt.LAUNCH,
+                {
+                    "steps": body["steps"],
+                    "env": body["env"],
+                    "max_runtime_s": body["max_runtime_s"],
+                },
+            )
             rt.update_state(run_dir, state="queued", submitted_at=time.time())
             supervisor = subprocess.Popen(
                 [self.python, "-m", "providers.local_supervisor", str(run_dir)],

@@ -41,6 +41,9 @@ def main(run_dir: Path) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     env = {**os.environ, **launch["env"]}
+    # compute.max_runtime holds here as on every cloud: past it the tree is stopped.
+    deadline = time.time() + float(launch.get("max_runtime_s") or float("inf"))
+    timed_out: list[float] = []
     update_state(
         run_dir,
         state="running",
@@ -52,16 +55,30 @@ def main(run_dir: Path) -> int:
     for argv in launch["steps"]:  # e.g. preprocess, then torchrun; stop at the first failure
         if cancel_requested:
             break
-        code = _run_step(argv, run_dir, env, cancel_requested)
+        code = _run_step(argv, run_dir, env, cancel_requested, deadline, timed_out)
         if code != 0:
             break
-    state, message = _outcome(run_dir, code, bool(cancel_requested))
+    if timed_out:
+        state, message = (
+            "failed",
+            (
+                f"max_runtime exceeded ({launch['max_runtime_s']} s); "
+                "training.resume: auto continues from the newest checkpoint"
+            ),
+        )
+    else:
+        state, message = _outcome(run_dir, code, bool(cancel_requested))
     update_state(run_dir, state=state, message=message, exit_code=code, ended_at=time.time())
     return 0
 
 
 def _run_step(
-    argv: list[str], run_dir: Path, env: dict[str, str], cancel_requested: list[float]
+    argv: list[str],
+    run_dir: Path,
+    env: dict[str, str],
+    cancel_requested: list[float],
+    deadline: float,
+    timed_out: list[float],
 ) -> int:
     with (run_dir / TRAIN_LOG).open("ab") as log:
         child = subprocess.Popen(argv, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -70,8 +87,17 @@ def _run_step(
         try:
             return child.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
-            if cancel_requested and time.time() - cancel_requested[0] > GRACE_SECONDS:
-                update_state(run_dir, state="cancelled", message="cancelled (killed after grace)")
+            now = time.time()
+            if now > deadline and not cancel_requested:
+                timed_out.append(now)
+                os.killpg(os.getpgrp(), signal.SIGTERM)  # like a cancel; on_term records it
+            if cancel_requested and now - cancel_requested[0] > GRACE_SECONDS:
+                if timed_out:
+                    update_state(run_dir, state="failed", message="max_runtime exceeded")
+                else:
+                    update_state(
+                        run_dir, state="cancelled", message="cancelled (killed after grace)"
+                    )
                 os.killpg(os.getpgrp(), signal.SIGKILL)  # ends this supervisor too
 
 

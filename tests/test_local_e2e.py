@@ -155,6 +155,22 @@ def test_killed_trainer_ends_failed_with_log_tail(cli: CLI, write_recipe, small_
     assert status["log_tail"] and any("step" in line for line in status["log_tail"])
 
 
+def test_max_runtime_stops_a_local_run(cli: CLI, write_recipe, small_data: Path) -> None:
+    """compute.max_runtime holds locally as on the clouds: the tree is stopped, the run fails."""
+    recipe = tiny_recipe(
+        small_data, training={"max_steps": 100000, "epochs": 1000}, compute={"max_runtime": 20}
+    )
+    started = time.time()
+    result = cli("run", write_recipe(recipe), "--wait", "--format", "json")
+    assert result.returncode == 1, result.stderr
+    assert time.time() - started < 90
+    run_id = json.loads(result.stdout)["run_id"]
+    status = cli.json("status", run_id)
+    assert status["state"] == "failed" and "max_runtime exceeded (20 s)" in status["message"]
+    state = read_json(Path(status["artifacts"]["run_dir"]) / "state.json")
+    wait_for(lambda: not alive(state["trainer_pid"]), 30)
+
+
 def test_ctrl_c_while_waiting_cancels(cli: CLI, write_recipe, small_data: Path) -> None:
     recipe = tiny_recipe(small_data, training={"max_steps": 100000, "epochs": 1000})
     proc = subprocess.Popen(

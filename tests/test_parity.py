@@ -30,8 +30,6 @@ from tests.test_plan import CLOUD_DEFAULTS
 DIFFERENCES: dict[tuple[str, str], str] = {
     ("world_size", "local"): "local runs compute.local.processes on this machine's devices; "
     "clouds run gpus_per_node x nodes",
-    ("max_runtime_s", "local"): "a local run has no wall-clock limit; it stops with Ctrl-C or "
-    "recipe cancel",
     ("env", "local"): "local adds this machine's OMP_NUM_THREADS and a shared RECIPE_CACHE_DIR",
 }
 CLOUD_ONLY_ENV = {"PYTHONPATH"}  # HyperPod pods import the fetched scripts from there
@@ -161,7 +159,7 @@ def _local(plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
         "tags": config["run"]["tags"],
         "spot": False,
         "checkpoints": True,  # <run_dir>/checkpoints
-        "max_runtime_s": None,
+        "max_runtime_s": body["max_runtime_s"],  # the supervisor enforces it
         "env": body["env"],
     }
 

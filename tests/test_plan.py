@@ -48,7 +48,8 @@ def test_submit_sends_exactly_the_plan(tmp_path: Path, monkeypatch: pytest.Monke
     body = plan.requests[0].body
     run_dir = Path(body["run_dir"])
     assert read_json(run_dir / "recipe.json") == body["files"]["recipe.json"]
-    assert read_json(run_dir / LAUNCH) == {"steps": body["steps"], "env": body["env"]}
+    launch = {"steps": body["steps"], "env": body["env"], "max_runtime_s": body["max_runtime_s"]}
+    assert read_json(run_dir / LAUNCH) == launch
     assert spawned and spawned[0][-1] == str(run_dir)
 
 
