@@ -109,7 +109,7 @@ class AwsProvider:
         )
         channels = {"code": uploads[0].body["uri"], "recipe": f"{base}/recipe.json"}
         channels.update(channels_uris)
-        env = cloud.job_env(recipe, identity, wandb_reference=_wandb_reference(aws))
+        env = cloud.job_env(recipe, identity, wandb_reference=wandb_reference(aws))
         body = _training_job_body(
             recipe, name, setting, hardware.offer.instance_type, channels, base, env, tags
         )
@@ -311,7 +311,7 @@ def _volume_gb(recipe: Recipe) -> int:
     return max(50, int(params * 2 * 4 / 1e9) + 30)  # bf16 weights, ~4 copies, plus slack
 
 
-def _wandb_reference(aws: Any) -> str | None:
+def wandb_reference(aws: Any) -> str | None:
     return f"aws-secretsmanager:{aws.wandb_secret}" if aws.wandb_secret else None
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from providers import cloud
+from providers.aws import wandb_reference
 from providers.aws_images import pytorch_training_image
 from providers.base import (
     Capabilities,
@@ -75,7 +76,7 @@ def plan_job(recipe: Recipe, identity: RunIdentity, caps: Capabilities) -> Plan:
             },
         )
     )
-    env = cloud.job_env(recipe, identity, _wandb_reference(setting.section))
+    env = cloud.job_env(recipe, identity, wandb_reference(setting.section))
     manifest = _manifest(
         name=name,
         hp=hp,
@@ -131,10 +132,6 @@ def _hyperpod(aws: Any) -> Any:
             )
         )
     return aws.hyperpod
-
-
-def _wandb_reference(aws: Any) -> str | None:
-    return f"aws-secretsmanager:{aws.wandb_secret}" if aws.wandb_secret else None
 
 
 def _manifest(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -186,6 +187,8 @@ class AzureProvider:
             compute={
                 **hardware.compute(recipe),
                 "region": ws.region,
+                "subscription": ws.subscription,
+                "resource_group": ws.resource_group,
                 "workspace": ws.workspace,
                 "cluster": ws.cluster,
                 "environment": body["properties"]["environmentId"],
@@ -200,8 +203,10 @@ class AzureProvider:
     def submit(self, plan: Plan) -> RunRef:
         *uploads, create = plan.requests
         name = plan.identity.run_id
-        ref = RunRef(provider=self.name, run_id=name, ids={"job_name": name})
-        ml = self.client(plan)
+        # The workspace travels with the run, so status/logs/cancel find it from any shell.
+        scope = {k: plan.compute[k] for k in ("subscription", "resource_group", "workspace")}
+        ref = RunRef(provider=self.name, run_id=name, ids={"job_name": name, **scope})
+        ml = self.client(scope)
         if _get_job(ml, name) is not None:
             return RunRef(ref.provider, ref.run_id, {**ref.ids, "existing": "true"})
         done: list[str] = []
@@ -216,7 +221,9 @@ class AzureProvider:
         return RunRef(ref.provider, ref.run_id, ref.ids)
 
     def latest_attempt(self, plan: Plan) -> int:
-        ml = self.client(plan)
+        ml = self.client(
+            {k: plan.compute[k] for k in ("subscription", "resource_group", "workspace")}
+        )
         prefix = cloud.name_prefix(plan.identity)
         jobs = _call(lambda: list(ml.jobs.list()), "list Azure ML jobs")
         return cloud.highest_attempt(prefix, [j.name for j in jobs])
@@ -224,7 +231,7 @@ class AzureProvider:
     # --- status / logs / cancel ------------------------------------------------------
 
     def status(self, ref: RunRef) -> RunStatus:
-        ml = self.client()
+        ml = self.client(ref.ids)
         job = _get_job(ml, ref.ids["job_name"])
         if job is None:
             raise ProviderError(f"Azure ML job {ref.ids['job_name']} not found")
@@ -238,7 +245,7 @@ class AzureProvider:
 
     def logs(self, ref: RunRef, follow: bool = False) -> Iterator[str]:
         """The job's std_log.txt from the workspace artifact store (what the studio shows)."""
-        ml = self.client()
+        ml = self.client(ref.ids)
         position = 0
         while True:
             finished = not follow or self.status(ref).state.terminal
@@ -253,15 +260,16 @@ class AzureProvider:
         current = self.status(ref)
         if current.state.terminal:
             return current
-        ml = self.client()
+        ml = self.client(ref.ids)
         _call(lambda: ml.jobs.begin_cancel(ref.ids["job_name"]).result(), "cancel the Azure ML job")
         return self.status(ref)
 
     # --- clients and storage ---------------------------------------------------------
 
-    def client(self, plan: Plan | None = None) -> Any:
+    def client(self, scope: dict[str, str]) -> Any:
+        """The MLClient of the run's workspace (subscription, resource_group, workspace)."""
         if self._ml_client is None:
-            self._ml_client = _default_client()
+            self._ml_client = _default_client(scope)
         return self._ml_client
 
     def _container(self, ml: Any, datastore: str) -> Any:
@@ -272,7 +280,7 @@ class AzureProvider:
     def _upload(self, ml: Any, body: dict[str, Any], tags: dict[str, str]) -> bool:
         datastore, path = split_uri(body["uri"])
         blob = self._container(ml, datastore).get_blob_client(path)
-        metadata = {k.replace("-", "_"): v for k, v in tags.items() if k.isidentifier()}
+        metadata = {re.sub(r"\W", "_", k): v for k, v in tags.items()}  # names: identifiers
         if "sha256" in body:
             props = _maybe(lambda: blob.get_blob_properties())
             if props is not None and props.metadata.get("sha256") == body["sha256"]:
@@ -437,28 +445,21 @@ def _rest_object(body: dict[str, Any], name: str) -> Any:
 # --- calls ---------------------------------------------------------------------------------
 
 
-def _default_client() -> Any:
+def _default_client(scope: dict[str, str]) -> Any:
     sdk = _sdk()
     from azure.identity import DefaultAzureCredential
 
-    subscription = os.environ.get("AZURE_SUBSCRIPTION_ID")
-    group = os.environ.get("AZURE_RESOURCE_GROUP")
-    name = os.environ.get("AZUREML_WORKSPACE_NAME")
-    if not (subscription and group and name):
-        raise ProviderError(
-            "Azure ML workspace unknown: set AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and "
-            "AZUREML_WORKSPACE_NAME (or run from the recipe)"
-        )
-    return sdk.MLClient(DefaultAzureCredential(), subscription, group, name, enable_telemetry=False)
+    return sdk.MLClient(
+        DefaultAzureCredential(),
+        scope["subscription"],
+        scope["resource_group"],
+        scope["workspace"],
+        enable_telemetry=False,
+    )
 
 
 def _get_job(ml: Any, name: str) -> Any:
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        return _call_raw(lambda: ml.jobs.get(name))
-    except ResourceNotFoundError:
-        return None
+    return _maybe(lambda: _call_raw(lambda: ml.jobs.get(name)))
 
 
 def _maybe(fn: Any) -> Any:

@@ -6,6 +6,7 @@ shapes. Nothing here touches the network.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from providers.base import Estimate, Request, RunIdentity
+from providers.base import Estimate, ProviderError, Request, RunIdentity
 from providers.job import check_global_batch, job_config, run_tags
 from providers.packaging import ARCHIVE_NAME, Archive, file_sha256, scripts_archive
 from recipes import rules
@@ -36,9 +37,14 @@ DATA_CHANNELS = (
 # --- names -----------------------------------------------------------------------------------
 
 
-def deterministic_run_id(recipe_name: str, recipe_hash: str, attempt: int) -> str:
-    """<recipe>-<hash8>-<attempt>: the same recipe content names the same job."""
-    return f"{recipe_name}-{recipe_hash[:8]}-{attempt}"
+def cloud_identity(recipe_name: str, recipe_hash: str, attempt: int = 1) -> RunIdentity:
+    """Run id <recipe>-<hash8>-<attempt>: the same recipe content names the same job."""
+    return RunIdentity(
+        run_id=f"{recipe_name}-{recipe_hash[:8]}-{attempt}",
+        recipe_name=recipe_name,
+        recipe_hash=recipe_hash,
+        attempt=attempt,
+    )
 
 
 def name_prefix(identity: RunIdentity) -> str:
@@ -208,14 +214,10 @@ def data_uploads(recipe: Recipe, base: str) -> tuple[list[Request], dict[str, st
 
 def upload_bytes(body: dict[str, Any]) -> bytes:
     """The bytes of a planned upload, refusing if they changed since the plan."""
-    from providers.base import ProviderError
-
     if body["source"] == "training_scripts/":
         data = scripts_archive().data
     else:
         data = Path(body["source"]).read_bytes()
-    import hashlib
-
     if hashlib.sha256(data).hexdigest() != body["sha256"]:
         raise ProviderError(f"{body['source']} changed since it was planned; plan again")
     return data

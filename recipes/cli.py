@@ -595,7 +595,7 @@ def _cluster_request(file: Path) -> Any:
 
 def _prepare(file: Path, overrides: list[str], provider: str, attempt: int = 1) -> Any:
     from providers.base import RunIdentity
-    from providers.cloud import deterministic_run_id
+    from providers.cloud import cloud_identity
     from providers.registry import get_provider
     from recipes.errors import RecipeInputError
     from recipes.loader import load_recipe
@@ -606,12 +606,9 @@ def _prepare(file: Path, overrides: list[str], provider: str, attempt: int = 1) 
     backend = get_provider(provider)
     recipe = loaded.resolved()
     if backend.capabilities.idempotent:
-        run_id = deterministic_run_id(recipe.name, loaded.content_hash, attempt)
+        identity = cloud_identity(recipe.name, loaded.content_hash, attempt)
     else:
-        run_id = new_run_id(recipe.name)
-    identity = RunIdentity(
-        run_id=run_id, recipe_name=recipe.name, recipe_hash=loaded.content_hash, attempt=attempt
-    )
+        identity = RunIdentity(new_run_id(recipe.name), recipe.name, loaded.content_hash)
     try:
         policy = TagPolicy.from_env()
         if policy is not None:

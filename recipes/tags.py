@@ -75,7 +75,6 @@ K8S_ANNOTATIONS = TagRules(
     key_chars=r"A-Za-z0-9_.\-",
     value_chars=r"\s\S",
 )
-RULES = {"aws": AWS, "azure": AZURE, "gcp": GCP}
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import pytest
 from moto import mock_aws
 
 from providers.aws import AwsProvider
-from providers.base import Plan, ProviderError, RunIdentity, RunRef, State
-from providers.cloud import deterministic_run_id
+from providers.base import Plan, ProviderError, RunRef, State
+from providers.cloud import cloud_identity
 from recipes.errors import RecipeInputError
 from recipes.loader import load_recipe
 from tests.conftest import CATALOG, CLI
@@ -45,12 +45,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def plan_for(path: Path, overrides: list[str] | None = None, attempt: int = 1) -> Plan:
     loaded = load_recipe(path, overrides)
     recipe = loaded.resolved()
-    identity = RunIdentity(
-        run_id=deterministic_run_id(recipe.name, loaded.content_hash, attempt),
-        recipe_name=recipe.name,
-        recipe_hash=loaded.content_hash,
-        attempt=attempt,
-    )
+    identity = cloud_identity(recipe.name, loaded.content_hash, attempt)
     return AwsProvider().plan(recipe, identity)
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from providers.azure import AzureProvider, split_uri
-from providers.base import Plan, ProviderError, RunIdentity, RunRef, State
-from providers.cloud import deterministic_run_id
+from providers.base import Plan, ProviderError, RunRef, State
+from providers.cloud import cloud_identity
 from recipes.errors import RecipeInputError
 from recipes.loader import load_recipe
 from tests.conftest import CATALOG
@@ -214,11 +214,7 @@ def ml_client() -> Any:
 def plan_for(path: Path, overrides: list[str], attempt: int = 1) -> Plan:
     loaded = load_recipe(path, overrides)
     recipe = loaded.resolved()
-    identity = RunIdentity(
-        run_id=deterministic_run_id(recipe.name, loaded.content_hash, attempt),
-        recipe_name=recipe.name,
-        recipe_hash=loaded.content_hash,
-    )
+    identity = cloud_identity(recipe.name, loaded.content_hash, attempt)
     return AzureProvider().plan(recipe, identity)
 
 
@@ -363,3 +359,18 @@ def test_missing_job_is_a_provider_error(azure: FakeAzureML) -> None:
     provider = AzureProvider(ml_client=ml_client())
     with pytest.raises(ProviderError, match="not found"):
         provider.status(RunRef(provider="azure", run_id="nope", ids={"job_name": "nope"}))
+
+
+def test_the_run_remembers_its_workspace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """status/logs/cancel reach the recipe's workspace, not whatever the shell has set."""
+    for var in ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    plan = plan_for(CATALOG / "support-triage-a100.yaml", [])  # the workspace is in the recipe only
+    scope = {k: plan.compute[k] for k in ("subscription", "resource_group", "workspace")}
+    assert scope == {"subscription": SUB, "resource_group": "rg-ml", "workspace": "ws-ml"}
+    client = AzureProvider().client(scope)  # no network until a call is made
+    assert (client.subscription_id, client.resource_group_name, client.workspace_name) == (
+        SUB,
+        "rg-ml",
+        "ws-ml",
+    )

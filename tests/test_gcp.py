@@ -17,8 +17,8 @@ from urllib.parse import unquote
 import pytest
 
 from providers import gcp
-from providers.base import Plan, ProviderError, RunIdentity, RunRef, State
-from providers.cloud import deterministic_run_id
+from providers.base import Plan, ProviderError, RunRef, State
+from providers.cloud import cloud_identity
 from recipes.errors import RecipeInputError
 from recipes.loader import load_recipe
 from tests.conftest import CATALOG, CLI, SUPPORT_DATA
@@ -45,12 +45,7 @@ def plan_for(path: Path = MULTINODE, overrides: list[str] | None = None, attempt
     extra = ON_VERTEX if path == MULTINODE else []
     loaded = load_recipe(path, [*extra, *(overrides or [])])
     recipe = loaded.resolved()
-    identity = RunIdentity(
-        run_id=deterministic_run_id(recipe.name, loaded.content_hash, attempt),
-        recipe_name=recipe.name,
-        recipe_hash=loaded.content_hash,
-        attempt=attempt,
-    )
+    identity = cloud_identity(recipe.name, loaded.content_hash, attempt)
     return gcp.GcpProvider().plan(recipe, identity)
 
 

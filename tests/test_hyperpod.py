@@ -13,8 +13,8 @@ from moto import mock_aws
 
 from providers.aws import AwsProvider
 from providers.aws_hyperpod import GROUP, PLURAL, VERSION, Kube, cluster_request
-from providers.base import RunIdentity, RunRef, State
-from providers.cloud import deterministic_run_id
+from providers.base import RunRef, State
+from providers.cloud import cloud_identity
 from recipes.loader import load_recipe
 from tests.conftest import CATALOG, CLI
 from tests.http_fake import FakeServer, Seen, json_reply
@@ -34,11 +34,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def hyperpod_plan() -> Any:
     loaded = load_recipe(HYPERPOD)
-    identity = RunIdentity(
-        run_id=deterministic_run_id(loaded.recipe.name, loaded.content_hash, 1),
-        recipe_name=loaded.recipe.name,
-        recipe_hash=loaded.content_hash,
-    )
+    identity = cloud_identity(loaded.recipe.name, loaded.content_hash)
     return loaded, identity, AwsProvider().plan(loaded.resolved(), identity)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from providers.base import Plan, RunIdentity
-from providers.cloud import deterministic_run_id
+from providers.cloud import cloud_identity
 from providers.local import LocalProvider
 from providers.registry import PROVIDERS, get_provider
 from recipes.errors import RecipeInputError
@@ -87,9 +87,7 @@ def plan_on(provider: str, path: Path, overrides: list[str], tmp_path: Path) -> 
     if provider == "local":
         identity = RunIdentity("local-run", recipe.name, loaded.content_hash)
         return LocalProvider(root=tmp_path).plan(recipe, identity)
-    identity = RunIdentity(
-        deterministic_run_id(recipe.name, loaded.content_hash, 1), recipe.name, loaded.content_hash
-    )
+    identity = cloud_identity(recipe.name, loaded.content_hash)
     return get_provider(provider).plan(recipe, identity)
 
 

@@ -155,19 +155,17 @@ def cloud_normalized(plan: dict) -> dict:
 
 def golden_plan(path: Path, provider: str, root: Path) -> dict:
     """The normalized plan, or the planning error for a recipe this backend cannot honour."""
-    from providers.cloud import deterministic_run_id
+    from providers.cloud import cloud_identity
     from providers.registry import get_provider
 
     loaded = load_recipe(path)
+    name, content = loaded.recipe.name, loaded.content_hash
     if provider == "local":
-        run_id = f"{loaded.recipe.name}-golden"
+        identity = RunIdentity(run_id=f"{name}-golden", recipe_name=name, recipe_hash=content)
         backend = LocalProvider(root=root)
     else:
-        run_id = deterministic_run_id(loaded.recipe.name, loaded.content_hash, 1)
+        identity = cloud_identity(name, content)
         backend = get_provider(provider)
-    identity = RunIdentity(
-        run_id=run_id, recipe_name=loaded.recipe.name, recipe_hash=loaded.content_hash
-    )
     try:
         plan = backend.plan(loaded.resolved(), identity).to_dict()
     except RecipeInputError as exc:
