@@ -13,21 +13,23 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import RunIdentity
-from providers.local import LocalProvider
 from recipes.loader import load_recipe
 from tests.conftest import REPO, tiny_recipe
+from training_scripts.contract import SUPPORTED_CONTRACT
 
 pytestmark = pytest.mark.slow
 
 
 def job_dir(root: Path, recipe_path: Path, name: str) -> Path:
+    """A job directory with recipe.json as the orchestrator writes it (contract, run, recipe)."""
     loaded = load_recipe(recipe_path)
-    identity = RunIdentity(run_id=name, recipe_name="tiny", recipe_hash=loaded.content_hash)
-    plan = LocalProvider(root=root).plan(loaded.resolved(), identity)
+    config = {
+        "contract": SUPPORTED_CONTRACT,
+        "run": {"id": name, "provider": "local", "recipe_name": "tiny", "tags": {}},
+        "recipe": loaded.resolved().model_dump(mode="json"),
+    }
     directory = root / name
     directory.mkdir(parents=True)
-    config = plan.requests[0].body["files"]["recipe.json"]
     (directory / "recipe.json").write_text(json.dumps(config))
     return directory
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training_scripts import evaluate, platforms
+from training_scripts import evaluate, gates, platforms
 from training_scripts.data import (
     IGNORE_INDEX,
     DataError,
@@ -17,8 +17,8 @@ from training_scripts.data import (
     read_examples,
     split,
 )
+from training_scripts.gates import check_gates
 from training_scripts.modeling import BUILTIN_DIR, SetupError, resolve_base
-from training_scripts.train import check_gates
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
@@ -136,6 +136,36 @@ def test_gates() -> None:
     results = check_gates({"macro_f1_min": 0.8, "valid_loss_max": 1.0}, after)
     assert [r["passed"] for r in results] == [False, True]
     assert results[0]["text"] == "macro_f1 0.7000 >= 0.8"
+    assert results[0] == {
+        "gate": "macro_f1_min",
+        "value": 0.7,
+        "threshold": 0.8,
+        "passed": False,
+        "text": "macro_f1 0.7000 >= 0.8",
+    }
+
+
+def test_gates_pure_api() -> None:
+    """gates dict + flat metrics -> one result per gate set, in the gates' order."""
+    results = gates.check(
+        {"error_rate_max": 0.01, "p95_ms_max": 800.0, "json_valid_min": None},
+        {"error_rate": 0.02, "p95_ms": 640.0},
+    )
+    assert [(r.name, r.threshold, r.value, r.passed) for r in results] == [
+        ("error_rate_max", 0.01, 0.02, False),
+        ("p95_ms_max", 800.0, 640.0, True),
+    ]
+    assert gates.failed(results) == ["error_rate 0.0200 <= 0.01"]
+    missing = gates.check({"exact_match_min": 0.5}, {})
+    assert not missing[0].passed and missing[0].text == "exact_match n/a >= 0.5"
+    assert gates.check({"valid_loss_max": 1.0}, {"valid_loss": 1.0})[0].passed  # bound included
+    with pytest.raises(ValueError, match="_min or _max"):
+        gates.check({"macro_f1": 0.5}, {"macro_f1": 0.9})
+
+
+def test_eval_metrics_flattens_golden() -> None:
+    after = {"valid_loss": 0.5, "golden": {"macro_f1": 0.7, "examples": 16, "slices": {}}}
+    assert gates.eval_metrics(after) == {"valid_loss": 0.5, "macro_f1": 0.7, "examples": 16}
 
 
 def test_builtin_model_resolution() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,3 +59,9 @@ class Dist:
 
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def log(dist: Dist, message: str) -> None:
+    """A timestamped line on stdout, from the first process only."""
+    if dist.main:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)

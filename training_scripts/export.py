@@ -6,21 +6,19 @@ attached and again after the merge, and both are reported.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-from training_scripts import modeling, platforms
+from training_scripts import contract, modeling, platforms
 from training_scripts.distributed import Dist
+from training_scripts.evaluate import validation_loss
 from training_scripts.modeling import SetupError
+from training_scripts.pipeline import load_data
 
 
 def export(run_dir: Path, merge: bool, output: Path | None) -> dict[str, Any]:
-    from training_scripts.evaluate import validation_loss
-    from training_scripts.train import load_data
-
-    config = json.loads((run_dir / "recipe.json").read_text())
+    config = contract.load_config(run_dir / "recipe.json")
     recipe = config["recipe"]
     if recipe["method"]["kind"] == "full":
         raise SetupError("a full fine-tune has no adapter to merge: its model/ is the export")

@@ -8,8 +8,10 @@ what happens: redact (replace with a placeholder), drop the row, fail the check,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from training_scripts.rows import DataError, RowProblem
 
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 # Runs of 13-19 digits, optionally grouped by spaces or dashes.
@@ -86,10 +88,6 @@ def redact(text: str) -> str:
 
 def apply_policy(examples: list[Any], policy: str, source: str) -> tuple[list[Any], int]:
     """Apply `data.pii` to examples: (what to train on, how many rows had personal data)."""
-    from dataclasses import replace
-
-    from training_scripts.rows import DataError, RowProblem
-
     if policy == "allow":
         return examples, 0
     kept, flagged, problems = [], 0, []

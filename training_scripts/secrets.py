@@ -20,14 +20,37 @@ from typing import Any
 
 REFERENCE_ENV = "RECIPE_WANDB_SECRET"
 SECRET_MANAGER = "https://secretmanager.googleapis.com"
+# What reading each store needs inside the job (training images rarely have them):
+# launch.py installs them with the requirements.
+STORE_PACKAGES: dict[str, tuple[str, ...]] = {
+    "aws-secretsmanager": ("boto3",),
+    "gcp-secretmanager": ("google-auth", "requests"),
+    "azure-keyvault": ("azure-identity",),
+}
+
+
+def _reference(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(store, name) of the secret to fetch, or None when there is nothing to fetch."""
+    reference = env.get(REFERENCE_ENV)
+    if not reference or env.get("WANDB_API_KEY"):  # an explicit key wins
+        return None
+    scheme, _, name = reference.partition(":")
+    return scheme, name
+
+
+def required_packages(env: Mapping[str, str]) -> list[str]:
+    """The pip packages `resolve` needs for the configured store (none when nothing to fetch;
+    an unknown store is reported by `resolve`)."""
+    found = _reference(env)
+    return list(STORE_PACKAGES.get(found[0], ())) if found else []
 
 
 def resolve(env: Mapping[str, str]) -> dict[str, str]:
     """Extra environment for the training processes (empty when there is nothing to fetch)."""
-    reference = env.get(REFERENCE_ENV)
-    if not reference or env.get("WANDB_API_KEY"):
+    found = _reference(env)
+    if found is None:
         return {}
-    scheme, _, name = reference.partition(":")
+    scheme, name = found
     if scheme == "aws-secretsmanager":
         import boto3
 

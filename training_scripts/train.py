@@ -3,52 +3,92 @@
     python -m training_scripts.train --config recipe.json --output-dir OUT
     torchrun --nproc-per-node N -m training_scripts.train --config recipe.json ...
 
-recipe.json is the one contract with the orchestrator: {"run": {...}, "recipe": {...}}.
-Exit codes: 0 done, 1 an eval gate failed, 2 bad data or an impossible setup.
+recipe.json is the one contract with the orchestrator (see contract.py):
+{"contract": 1, "run": {...}, "recipe": {...}}.
+Exit codes: 0 done, 1 an eval gate failed, 2 bad data, an impossible setup or a
+contract mismatch, 143 stopped by SIGTERM after a checkpoint (resumable).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
+import random
+import signal
 import sys
+import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from training_scripts import checkpoints, pii, platforms
-from training_scripts.data import (
-    DataError,
-    Encoded,
-    Example,
-    collate,
-    dedupe,
-    encode,
-    micro_batches,
-    read_examples,
-    split,
-)
-from training_scripts.distributed import Dist
+from training_scripts import checkpoints, contract, evaluate, modeling, platforms
+from training_scripts.contract import FAILURE_FILE, REPORT_FILE, write_json
+from training_scripts.data import DataError, Encoded, collate, micro_batches
+from training_scripts.distributed import Dist, log
+from training_scripts.gates import check_gates
 from training_scripts.modeling import SetupError
+from training_scripts.packing import collate_packed, pack
+from training_scripts.pipeline import Datasets, load_datasets
+from training_scripts.tracking import Tracker
 
-FAILURE_FILE = "failure.json"
-REPORT_FILE = "eval_report.json"
+__all__ = [
+    "FAILURE_FILE",
+    "REPORT_FILE",
+    "Datasets",
+    "EarlyStopping",
+    "StopSignal",
+    "Stopped",
+    "check_gates",
+    "eval_kinds",
+    "load_datasets",
+    "log",
+    "main",
+    "run",
+    "train_loop",
+]
 
 
-def log(dist: Dist, message: str) -> None:
-    if dist.main:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+class Stopped(Exception):
+    """Training stopped early on a signal (SIGTERM), after writing a checkpoint if it could."""
+
+    def __init__(self, signum: int, step: int, total_steps: int, checkpoint: str | None):
+        name = signal.Signals(signum).name
+        if checkpoint:
+            outcome = (
+                f"checkpoint {checkpoint} written; a restart with training.resume: auto "
+                "continues from it"
+            )
+        else:
+            outcome = "no checkpoint (training.resume is never and save_every_steps unset)"
+        super().__init__(f"stopped by {name} at step {step}/{total_steps}: {outcome}")
+        self.step = step
+        self.checkpoint = checkpoint
 
 
-@dataclass
-class Datasets:
-    train: list[Encoded]
-    valid: list[Encoded]
-    golden: list[Example]
-    dropped: int
+class StopSignal:
+    """While active, SIGTERM only asks the training loop to stop: it finishes the current
+    optimizer step, writes a checkpoint and exits EXIT_STOPPED (143). That is what a
+    platform's stop, a spot interruption or a Kubernetes termination sends first,
+    before a SIGKILL after a grace period."""
+
+    def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGTERM,)):
+        self.signals = signals
+        self.received: int | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():  # handlers live there only
+            self._previous = {s: signal.signal(s, self._on_signal) for s in self.signals}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.received = signum
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,25 +96,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="recipe.json written by the orchestrator")
     parser.add_argument("--output-dir", default=None, help="where outputs go (local, Azure ML)")
     args = parser.parse_args(argv)
-    config = json.loads(Path(args.config).read_text())
     paths = platforms.resolve(args.output_dir)
     paths.output_dir.mkdir(parents=True, exist_ok=True)
     dist = Dist.init()
     try:
+        config = contract.load_config(args.config)
         return run(config, paths, dist)
     except (DataError, SetupError) as exc:
         _fail(paths, dist, str(exc))
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return contract.EXIT_SETUP
+    except Stopped as exc:
+        _fail(paths, dist, str(exc))
+        log(dist, str(exc))
+        return contract.EXIT_STOPPED
     finally:
         dist.close()
 
 
 def run(config: dict[str, Any], paths: platforms.Paths, dist: Dist) -> int:
     import torch
-
-    from training_scripts import modeling
-    from training_scripts.tracking import Tracker
 
     recipe = config["recipe"]
     spec = recipe["training"]
@@ -104,7 +145,14 @@ def run(config: dict[str, Any], paths: platforms.Paths, dist: Dist) -> int:
     model = modeling.attach_method(model, recipe)
     trainable, total = modeling.count_parameters(model)
     log(dist, f"{recipe['method']['kind']}: training {trainable:,} of {total:,} parameters")
-    train_stats = train_loop(model, data, recipe, paths, dist, device, pad_id, tracker)
+    try:
+        with StopSignal() as stop_signal:
+            train_stats = train_loop(
+                model, data, recipe, paths, dist, device, pad_id, tracker, stop_signal
+            )
+    except Stopped:
+        tracker.finish(exit_code=contract.EXIT_STOPPED)
+        raise
 
     if dist.main:
         tracker.log({"phase": "eval_after"})
@@ -121,7 +169,7 @@ def run(config: dict[str, Any], paths: platforms.Paths, dist: Dist) -> int:
         save_outputs(inner, tokenizer, recipe, paths)
         report["gates"] = check_gates(recipe["eval"]["gates"], report["after"])
         report["passed"] = all(g["passed"] for g in report["gates"])
-        _write_json(paths.output_dir / REPORT_FILE, report)
+        write_json(paths.output_dir / REPORT_FILE, report)
         tracker.summary(_flat_summary(report))
         tracker.artifact(f"{config['run']['id']}-adapter", "model", paths.model_dir / "adapter")
         tracker.finish(exit_code=0 if report["passed"] else 1)
@@ -129,84 +177,10 @@ def run(config: dict[str, Any], paths: platforms.Paths, dist: Dist) -> int:
             failed = [g["text"] for g in report["gates"] if not g["passed"]]
             _fail(paths, dist, "eval gate failed: " + "; ".join(failed))
             log(dist, "eval gate failed: " + "; ".join(failed))
-            return 1
+            return contract.EXIT_GATE_FAILED
     dist.barrier()
     log(dist, "done")
-    return 0
-
-
-# --- data --------------------------------------------------------------------------------
-
-
-def load_datasets(
-    recipe: dict[str, Any], paths: platforms.Paths, dist: Dist, tokenizer: Any | None = None
-) -> Datasets:
-    """Tokenized datasets from the preprocessing cache, or made now and cached."""
-    from training_scripts import modeling, preprocess
-
-    base = modeling.resolve_base(recipe["model"]["base"])
-    key = preprocess.cache_key(recipe, paths, base)
-    directory = preprocess.cache_dir(paths)
-    cached = preprocess.load(directory, key)
-    if cached is not None:
-        log(
-            dist,
-            f"data: {len(cached.train)} train, {len(cached.valid)} validation, "
-            f"{len(cached.golden)} golden (cached {key})",
-        )
-        return cached
-    if tokenizer is None:
-        tokenizer = modeling.load_tokenizer(
-            base, recipe["model"]["revision"], recipe["model"]["trust_remote_code"]
-        )
-    data = load_data(recipe, paths, tokenizer, dist)
-    if dist.main:
-        preprocess.save(directory, key, data)
-    return data
-
-
-def load_data(
-    recipe: dict[str, Any], paths: platforms.Paths, tokenizer: Any, dist: Dist
-) -> Datasets:
-    spec = recipe["data"]
-    seed = recipe["training"]["seed"]
-    fmt, policy = spec["format"], spec["pii"]
-    train_path = platforms.data_path("train", spec["train"], paths)
-    train_examples, flagged = pii.apply_policy(
-        read_examples(train_path, fmt), policy, str(train_path)
-    )
-    if flagged:
-        log(dist, f"pii: {flagged} rows with personal data ({policy})")
-    train_examples, exact, normal = dedupe(train_examples)
-    if exact or normal:
-        log(dist, f"dedupe: dropped {exact} exact and {normal} normalized duplicates")
-    validation = spec["validation"]
-    if isinstance(validation, float):
-        train_examples, valid_examples = split(train_examples, validation, seed)
-    elif isinstance(validation, str):
-        valid_path = platforms.data_path("validation", validation, paths)
-        valid_examples, _ = pii.apply_policy(
-            read_examples(valid_path, fmt), policy, str(valid_path)
-        )
-    else:
-        valid_examples = []
-    golden_path = recipe["eval"]["golden"]
-    golden = read_examples(platforms.data_path("golden", golden_path, paths)) if golden_path else []
-
-    limit = spec["max_seq_len"]
-    train = [encode(e, tokenizer, spec["train_on"]) for e in train_examples]
-    valid = [encode(e, tokenizer, spec["train_on"]) for e in valid_examples]
-    kept_train = [e for e in train if len(e) <= limit and e.trained_tokens]
-    kept_valid = [e for e in valid if len(e) <= limit and e.trained_tokens]
-    dropped = len(train) - len(kept_train) + len(valid) - len(kept_valid)
-    if not kept_train:
-        raise DataError([f"data.train: no example fits max_seq_len={limit} with tokens to train"])
-    log(
-        dist,
-        f"data: {len(kept_train)} train, {len(kept_valid)} validation, {len(golden)} golden"
-        + (f"; dropped {dropped} over max_seq_len={limit}" if dropped else ""),
-    )
-    return Datasets(train=kept_train, valid=kept_valid, golden=golden, dropped=dropped)
+    return contract.EXIT_OK
 
 
 # --- training ----------------------------------------------------------------------------
@@ -221,11 +195,10 @@ def train_loop(
     device: Any,
     pad_id: int,
     tracker: Any,
+    stop_signal: StopSignal | None = None,
 ) -> dict[str, Any]:
     import torch
     from transformers import get_scheduler
-
-    from training_scripts.evaluate import token_loss_sum
 
     spec = recipe["training"]
     micro = spec["micro_batch_size"]
@@ -299,7 +272,7 @@ def train_loop(
             if dist.enabled and i < len(mine) - 1:
                 sync = wrapped.no_sync()  # all-reduce gradients once per optimizer step
             with sync, autocast:
-                loss_sum, _ = token_loss_sum(wrapped, batch)
+                loss_sum, _ = evaluate.token_loss_sum(wrapped, batch)
                 # Sum over tokens / global token count: every token weighs the same,
                 # whatever its micro-batch; DDP's mean over processes is undone by x world.
                 (loss_sum * dist.world / global_targets).backward()
@@ -333,8 +306,14 @@ def train_loop(
                 f"step {step}/{total_steps} epoch {record['epoch']:.2f} loss {loss:.4f} "
                 f"lr {record['lr']:.2e} {rate:,.0f} tok/s",
             )
+        # A signal stops every process together, whichever of them got it, before any
+        # evaluation: the platform's grace period before SIGKILL is short.
+        signalled = stop_signal is not None and stop_signal.received is not None
+        interrupted = dist.sum(1.0 if signalled else 0.0, device) > 0
         stop = False
-        kinds = eval_kinds(step, steps_per_epoch, total_steps, spec) if data.valid else ()
+        kinds = ()
+        if data.valid and not interrupted:
+            kinds = eval_kinds(step, steps_per_epoch, total_steps, spec)
         if kinds:
             if dist.main:
                 record = periodic_eval(model, data.valid, kinds, spec, pad_id, device)
@@ -347,10 +326,16 @@ def train_loop(
             stop = dist.sum(1.0 if stop else 0.0, device) > 0  # every process stops together
             wrapped.train()
         save_every = spec["save_every_steps"]
-        save_every = spec["save_every_steps"]
-        if stop or (save_every and step % save_every == 0) or step == total_steps:
+        resumable = bool(save_every) or spec["resume"] == "auto"
+        saved = None
+        if (
+            stop
+            or (interrupted and resumable)
+            or (save_every and step % save_every == 0)
+            or step == total_steps
+        ):
             if dist.main:
-                checkpoints.save(
+                saved = checkpoints.save(
                     paths.checkpoint_dir,
                     step,
                     model,
@@ -359,6 +344,10 @@ def train_loop(
                     {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch},
                 )
             dist.barrier()
+        if interrupted:
+            signum = stop_signal.received if signalled else signal.SIGTERM
+            tracker.log({"phase": "stopped", "step": step})
+            raise Stopped(signum, step, total_steps, saved.name if saved else None)
         if stop:
             log(
                 dist,
@@ -410,20 +399,16 @@ def eval_kinds(step: int, steps_per_epoch: int, total_steps: int, spec: dict[str
 def periodic_eval(
     model: Any, valid: list[Encoded], kinds: tuple, spec: dict[str, Any], pad_id: int, device: Any
 ) -> dict[str, float]:
-    import random
-
-    from training_scripts.evaluate import validation_metrics
-
     batch = spec["micro_batch_size"] * 2
     record: dict[str, float] = {}
     if "sample" in kinds:
         size = min(spec["eval_sample_size"], len(valid))
         sample = random.Random(spec["seed"]).sample(valid, size)  # the same sample every time
-        metrics = validation_metrics(model, sample, pad_id, batch, device) or {}
+        metrics = evaluate.validation_metrics(model, sample, pad_id, batch, device) or {}
         record["valid_loss"] = round(metrics["loss"], 5)
         record["valid_token_accuracy"] = round(metrics["token_accuracy"], 5)
     if "full" in kinds:
-        metrics = validation_metrics(model, valid, pad_id, batch, device) or {}
+        metrics = evaluate.validation_metrics(model, valid, pad_id, batch, device) or {}
         record["full_valid_loss"] = round(metrics["loss"], 5)
         record["full_valid_token_accuracy"] = round(metrics["token_accuracy"], 5)
     return record
@@ -433,8 +418,6 @@ def training_units(
     examples: list[Encoded], data_spec: dict[str, Any], dist: Dist
 ) -> tuple[list[Any], Any]:
     """What a micro-batch is made of: examples, or packed sequences of several examples."""
-    from training_scripts.packing import collate_packed, pack
-
     if not data_spec["packing"]:
         return examples, collate
     packed = pack(examples, data_spec["max_seq_len"])
@@ -450,9 +433,7 @@ def training_units(
 def _autocast(recipe: dict[str, Any], device: Any) -> Any:
     import torch
 
-    from training_scripts.modeling import pick_dtype
-
-    dtype = pick_dtype(recipe, device)
+    dtype = modeling.pick_dtype(recipe, device)
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -464,8 +445,6 @@ def _autocast(recipe: dict[str, Any], device: Any) -> Any:
 def evaluate_model(
     model: Any, tokenizer: Any, data: Datasets, recipe: dict[str, Any], device: Any, batch: int
 ) -> dict[str, Any]:
-    from training_scripts import evaluate
-
     metrics = evaluate.validation_metrics(model, data.valid, tokenizer.pad_token_id, batch, device)
     result: dict[str, Any] = {
         "valid_loss": metrics["loss"] if metrics else None,
@@ -483,33 +462,6 @@ def save_outputs(
     target = paths.model_dir / name
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
-
-
-def check_gates(gates: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
-    golden = after.get("golden", {})
-    checks = [
-        ("macro_f1_min", golden.get("macro_f1"), ">="),
-        ("exact_match_min", golden.get("exact_match"), ">="),
-        ("json_valid_min", golden.get("json_valid"), ">="),
-        ("valid_loss_max", after.get("valid_loss"), "<="),
-    ]
-    results = []
-    for name, value, op in checks:
-        threshold = gates.get(name)
-        if threshold is None:
-            continue
-        passed = value is not None and (value >= threshold if op == ">=" else value <= threshold)
-        shown = "n/a" if value is None else f"{value:.4f}"
-        results.append(
-            {
-                "gate": name,
-                "value": value,
-                "threshold": threshold,
-                "passed": passed,
-                "text": f"{name.rsplit('_', 1)[0]} {shown} {op} {threshold}",
-            }
-        )
-    return results
 
 
 def _summary(result: dict[str, Any]) -> str:
@@ -535,15 +487,9 @@ def _flat_summary(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def _fail(paths: platforms.Paths, dist: Dist, message: str) -> None:
     if dist.main:
-        _write_json(paths.output_dir / FAILURE_FILE, {"message": message})
+        contract.write_failure(paths.output_dir, message)
 
 
 if __name__ == "__main__":
