@@ -1,20 +1,44 @@
-"""The seam between the orchestrator and the backends.
+"""The seams between the orchestrator and the backends: types and Protocols, no logic.
 
-A provider is stateless and turns a validated recipe into a `Plan` (pure data:
+A backend is stateless and turns a validated recipe into a `Plan` (pure data:
 the exact requests it will send, resolved compute, tags, estimate) without
-touching the network; `submit` then sends exactly those requests. Providers
-implement the `Provider` Protocol; there is no base class to inherit from.
+touching the network; `submit` then sends exactly those requests. Backends
+implement these Protocols; there is no base class to inherit from.
+
+- `JobBackend`: one kind of training job (a local process, a SageMaker training
+  job, a HyperPod job, an Azure ML command job, a Vertex AI custom job).
+- `ClusterBackend`: a long-lived cluster that jobs run on (HyperPod).
+
+What a backend can do is data (`Capabilities`), so gaps are reported, with their
+reasons, before anything is created. Endpoint, billing and bootstrap seams come
+with the features that need them.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from recipes.errors import Problem, RecipeInputError
+from recipes.cost.estimate import Estimate
+from recipes.errors import ErrorKind, ProviderError
 from recipes.schema import Recipe
+
+__all__ = [
+    "Capabilities",
+    "ClusterBackend",
+    "ErrorKind",
+    "Estimate",
+    "JobBackend",
+    "Plan",
+    "ProviderError",
+    "Request",
+    "RunIdentity",
+    "RunRef",
+    "RunStatus",
+    "State",
+]
 
 
 class State(str, enum.Enum):
@@ -31,18 +55,34 @@ class State(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do, as data, so gaps are reported before anything is created."""
+    """What a provider can do, as data; `why_not` gives the reason for each gap.
+
+    Every field is checked before planning (providers.capabilities.check), and
+    `recipe providers` and registry.supports() answer from it.
+    """
 
     methods: tuple[str, ...] = ("lora", "qlora", "full")
-    accelerators: tuple[str, ...] = ()  # abstract accelerators it can provide
+    accelerators: tuple[str, ...] = ()  # abstract accelerators it can provide; () = any
     spot: bool = False
     multi_node: bool = False
     max_processes_per_node: int = 1
-    endpoints: bool = False
-    traffic_split: bool = False
-    hyperpod: bool = False
+    targets: tuple[str, ...] = ()  # kinds of job, the first is the default
+    clusters: bool = False  # long-lived clusters managed by `recipe cluster` (HyperPod)
     remote_data: tuple[str, ...] = ()  # URI schemes the job can read, e.g. "s3://"
     idempotent: bool = False  # deterministic job names: a second run finds the first job
+    why_not: Mapping[str, str] = field(default_factory=dict)  # feature -> reason it is missing
+
+    def features(self) -> dict[str, bool]:
+        """The yes/no features, by name (what registry.supports answers)."""
+        return {
+            "spot": self.spot,
+            "multi_node": self.multi_node,
+            "clusters": self.clusters,
+            "idempotent": self.idempotent,
+            **{f"method:{m}": True for m in self.methods},
+            **{f"target:{t}": True for t in self.targets},
+            **{f"data:{s}": True for s in self.remote_data},
+        }
 
 
 @dataclass(frozen=True)
@@ -61,17 +101,6 @@ class Request:
 
     api: str  # e.g. "local:spawn", "sagemaker:CreateTrainingJob"
     body: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    hours: float | None
-    on_demand_usd: float
-    spot_usd: float | None = None
-    currency: str = "USD"
-    basis: str = ""
-    training_tokens: int | None = None  # one epoch, when the data was readable at plan time
-    worst_case_usd: float | None = None  # the whole max_runtime on demand
 
 
 @dataclass(frozen=True)
@@ -99,7 +128,12 @@ class Plan:
 
 @dataclass(frozen=True)
 class RunRef:
-    """Enough to find a run again from another shell (stored in the ledger)."""
+    """Enough to find a run again from another shell (stored in the ledger).
+
+    `ids` holds the backend's own identifiers; ids["target"] names the kind of
+    job when it is not the provider's default (ledgers written before targets
+    existed stay readable).
+    """
 
     provider: str
     run_id: str
@@ -124,53 +158,80 @@ class RunStatus:
         return data
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """What submit() did: the run, and whether it was already there (nothing launched)."""
+
+    ref: RunRef
+    existing: bool = False
+
+
 @runtime_checkable
-class Provider(Protocol):
-    name: str
+class JobBackend(Protocol):
+    """One kind of training job on one provider."""
+
+    name: str  # the provider: local, aws, azure, gcp
+    target: str  # the kind of job: process, training-job, hyperpod, command-job, custom-job
     capabilities: Capabilities
 
     def plan(self, recipe: Recipe, identity: RunIdentity) -> Plan:
         """Pure: no network, no credentials, no files written."""
         ...
 
-    def submit(self, plan: Plan) -> RunRef: ...
+    def submit(self, plan: Plan) -> Submitted:
+        """Send exactly the plan's requests; a job already there is reported, not relaunched."""
+        ...
+
+    def latest_attempt(self, plan: Plan) -> int:
+        """Highest attempt already launched for the plan's recipe content (0 if none)."""
+        ...
 
     def status(self, ref: RunRef) -> RunStatus: ...
 
     def logs(self, ref: RunRef, follow: bool = False) -> Iterator[str]: ...
 
-    def cancel(self, ref: RunRef) -> RunStatus: ...
+    def cancel(self, ref: RunRef) -> RunStatus:
+        """Stop the run unless it already ended; the state it is in afterwards."""
+        ...
 
 
-class ProviderError(Exception):
-    """The backend failed or refused (credentials, quota, API error). Exit code 3."""
+@dataclass(frozen=True)
+class ClusterInfo:
+    name: str
+    arn: str
+    status: str
+    failure: str = ""
+    instance_groups: tuple[dict[str, Any], ...] = ()
+    nodes: tuple[dict[str, Any], ...] = ()
 
-    exit_code = 3
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {**data, "instance_groups": list(self.instance_groups), "nodes": list(self.nodes)}
 
 
-def check_capabilities(provider: str, caps: Capabilities, recipe: Recipe) -> None:
-    """Raise one error listing everything the recipe asks that the backend cannot do."""
-    gaps: list[Problem] = []
+@dataclass(frozen=True)
+class ClusterPlan:
+    """The cluster a recipe implies: where, its name, and the exact create request."""
 
-    def gap(field_path: str, message: str) -> None:
-        gaps.append(Problem(f"{provider} cannot {message}", field=field_path))
+    region: str
+    name: str
+    request: Request
 
-    compute = recipe.compute
-    if recipe.method.kind not in caps.methods:
-        gap("method.kind", f"train with method {recipe.method.kind}")
-    if caps.accelerators and compute.accelerator not in caps.accelerators:
-        gap("compute.accelerator", f"provide {compute.accelerator}")
-    if compute.spot and not caps.spot:
-        gap("compute.spot", "run on spot capacity")
-    if compute.nodes > 1 and not caps.multi_node:
-        gap("compute.nodes", f"run on {compute.nodes} nodes")
-    for field_path, location in (
-        ("data.train", recipe.data.train),
-        ("data.validation", recipe.data.validation),
-        ("eval.golden", recipe.eval.golden),
-    ):
-        remote = isinstance(location, str) and "://" in location
-        if remote and not location.startswith(caps.remote_data):  # type: ignore[union-attr]
-            gap(field_path, f"read {location.split('://')[0]}:// data")
-    if gaps:
-        raise RecipeInputError(gaps)
+
+@runtime_checkable
+class ClusterBackend(Protocol):
+    """A long-lived cluster that a recipe's jobs run on."""
+
+    name: str
+
+    def plan_cluster(self, recipe: Recipe, identity: RunIdentity) -> ClusterPlan:
+        """Pure: the create request the recipe implies."""
+        ...
+
+    def create_cluster(self, plan: ClusterPlan) -> str:
+        """Create it; returns its id (ARN)."""
+        ...
+
+    def cluster_status(self, plan: ClusterPlan) -> ClusterInfo: ...
+
+    def delete_cluster(self, plan: ClusterPlan) -> None: ...

@@ -12,9 +12,17 @@ from providers.base import RunIdentity
 from recipes.errors import Problem, RecipeInputError
 from recipes.schema import Recipe
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 1  # training_scripts checks it when it loads recipe.json
 ENTRY_MODULE = "training_scripts.train"
 PREPROCESS_MODULE = "training_scripts.preprocess"
+# Every cloud job starts here: it resolves secrets, installs what the image lacks,
+# tokenizes once per node, then starts one training process per device.
+LAUNCH_MODULE = "training_scripts.launch"
+
+
+def launch_command(config: str, *options: str) -> str:
+    """The one entry command of a cloud job, as a shell word list joined by spaces."""
+    return " ".join(["python", "-m", LAUNCH_MODULE, "--config", config, *options])
 
 
 def job_config(recipe: Recipe, identity: RunIdentity, provider: str) -> dict[str, Any]:

@@ -10,14 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from providers.registry import PROVIDERS, get_provider
-
-EXTRAS = {  # provider -> (extra, module that proves it is installed)
-    "local": ("train", "torch"),
-    "aws": ("aws", "boto3"),
-    "azure": ("azure", "azure.ai.ml"),
-    "gcp": ("gcp", "google.cloud.aiplatform"),
-}
+from providers.registry import PROVIDERS, capabilities
 
 
 @dataclass(frozen=True)
@@ -33,15 +26,14 @@ def inventory(env: dict[str, str] | None = None, home: Path | None = None) -> li
     env = dict(os.environ) if env is None else env
     home = home or Path.home()
     entries = []
-    for name in PROVIDERS:
-        extra, module = EXTRAS[name]
+    for name, provider in PROVIDERS.items():
         entries.append(
             Entry(
                 name=name,
-                extra=extra,
-                installed=_installed(module),
+                extra=provider.extra,
+                installed=_installed(provider.probe),
                 credentials=_credentials(name, env, home),
-                capabilities=asdict(get_provider(name).capabilities),
+                capabilities=asdict(capabilities(name)),
             )
         )
     return entries

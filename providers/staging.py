@@ -1,29 +1,50 @@
-"""What every cloud backend shares: names, hardware and estimate, tags, uploads, job env.
+"""The one staging and submit pipeline every cloud job kind shares.
 
-Pure functions over the recipe; each cloud module adds only its own request
-shapes. Nothing here touches the network.
+plan:   capability check -> settings (a `Site`) -> hardware and estimate -> tags ->
+        code upload -> data uploads -> recipe.json -> job environment -> the kind's
+        own request -> Plan                                  (`stage`, `Staged.plan`)
+submit: job already there? -> uploads (skipping identical objects) -> create ->
+        on failure remove what only this run used, report the rest  (`submit`)
+then:   follow logs until the run ends (`follow_logs`), cancel unless it already
+        ended (`cancel_unless_terminal`), next attempt number (`latest_attempt`).
+
+A cloud package supplies only its request shapes (a function of `Staged`), its
+storage (`Storage`) and its SDK calls (`JobApi`). Nothing here touches the network.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from providers.base import Estimate, ProviderError, Request, RunIdentity
-from providers.job import check_global_batch, job_config, run_tags
-from providers.packaging import ARCHIVE_NAME, Archive, file_sha256, scripts_archive
+from providers import capabilities
+from providers.base import (
+    Capabilities,
+    ErrorKind,
+    Plan,
+    ProviderError,
+    Request,
+    RunIdentity,
+    RunRef,
+    RunStatus,
+    Submitted,
+)
+from providers.contract import check_global_batch, job_config, run_tags
+from providers.packaging import ARCHIVE_NAME, file_sha256, scripts_archive
 from recipes import rules
 from recipes.cost import catalog
-from recipes.cost.estimate import estimate
+from recipes.cost.estimate import Estimate, estimate, model_parameters
 from recipes.errors import Problem, RecipeInputError
 from recipes.schema import Recipe
 from recipes.tags import TagMapping, TagRules, map_tags
+
+T = TypeVar("T")
 
 # Variables every cloud job gets; credentials never (they are referenced, see job_env).
 BASE_ENV = {"PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -51,12 +72,9 @@ def name_prefix(identity: RunIdentity) -> str:
     return f"{identity.recipe_name}-{identity.recipe_hash[:8]}-"
 
 
-def highest_attempt(prefix: str, names: list[str]) -> int:
+def highest_attempt(prefix: str, names: Iterable[str]) -> int:
     attempts = [int(n[len(prefix) :]) for n in names if re.fullmatch(re.escape(prefix) + r"\d+", n)]
     return max(attempts, default=0)
-
-
-# --- per-cloud settings ----------------------------------------------------------------------
 
 
 def section(recipe: Recipe, provider: str) -> Any:
@@ -65,42 +83,6 @@ def section(recipe: Recipe, provider: str) -> Any:
 
     defaults = {"aws": AwsCompute, "azure": AzureCompute, "gcp": GcpCompute}
     return getattr(recipe.compute, provider) or defaults[provider]()
-
-
-@dataclass(frozen=True)
-class AwsSettings:
-    section: Any
-    region: str
-    role: str
-    bucket: str  # s3://bucket[/prefix], no trailing slash
-
-
-def aws_settings(recipe: Recipe) -> AwsSettings:
-    aws = section(recipe, "aws")
-    role = aws.role or os.environ.get("SAGEMAKER_ROLE_ARN")
-    bucket = aws.bucket or os.environ.get("RECIPE_AWS_BUCKET")
-    problems = []
-    if not role:
-        problems.append(
-            Problem(
-                "SageMaker needs an execution role",
-                field="compute.aws.role",
-                hint="set compute.aws.role or SAGEMAKER_ROLE_ARN to arn:aws:iam::ACCOUNT:role/NAME",
-            )
-        )
-    if not bucket:
-        problems.append(
-            Problem(
-                "SageMaker needs an S3 location for code, data and outputs",
-                field="compute.aws.bucket",
-                hint="set compute.aws.bucket or RECIPE_AWS_BUCKET to s3://BUCKET[/PREFIX]",
-            )
-        )
-    elif not bucket.startswith("s3://"):
-        problems.append(Problem("expected s3://BUCKET[/PREFIX]", field="compute.aws.bucket"))
-    if problems:
-        raise RecipeInputError(problems)
-    return AwsSettings(section=aws, region=aws.region, role=role, bucket=bucket.rstrip("/"))  # type: ignore[union-attr]
 
 
 # --- hardware and estimate -------------------------------------------------------------------
@@ -112,17 +94,20 @@ class Hardware:
     estimate: Estimate
     notes: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def processes_per_node(self) -> int:
+        return max(1, self.offer.gpus)
+
     def compute(self, recipe: Recipe) -> dict[str, Any]:
         c = recipe.compute
-        processes = max(1, self.offer.gpus)
         return {
             "instance_type": self.offer.instance_type,
             "accelerator": self.offer.accelerator,
             "gpus_per_node": self.offer.gpus,
             "gpu_memory_gb": self.offer.gpu_memory_gb,
             "nodes": c.nodes,
-            "processes_per_node": processes,
-            "world_size": processes * c.nodes,
+            "processes_per_node": self.processes_per_node,
+            "world_size": self.processes_per_node * c.nodes,
             "global_batch_size": recipe.training.batch_size,
             "spot": c.spot,
             "max_runtime_s": c.max_runtime,
@@ -156,6 +141,12 @@ def hardware(recipe: Recipe, provider: str, region: str, explicit: str | None) -
     return Hardware(offer=offer, estimate=estimate(recipe, offer, region), notes=tuple(notes))
 
 
+def disk_gb(recipe: Recipe, minimum: int) -> int:
+    """Room for the base model (downloaded in the job), checkpoints and the output."""
+    params, _ = model_parameters(recipe.model.base)
+    return max(minimum, int(params * 2 * 4 / 1e9) + 30)  # bf16 weights, ~4 copies, plus slack
+
+
 # --- tags ------------------------------------------------------------------------------------
 
 
@@ -165,89 +156,6 @@ def final_tags(recipe: Recipe, identity: RunIdentity, rules_: TagRules) -> TagMa
 
 def rename_notes(mapping: TagMapping) -> tuple[str, ...]:
     return tuple(f"tag '{old}' is sent as '{new}'" for old, new in mapping.renamed.items())
-
-
-# --- uploads ---------------------------------------------------------------------------------
-
-
-def upload_code(base: str, archive: Archive | None = None) -> Request:
-    archive = archive or scripts_archive()
-    return Request(
-        api="s3:PutObject" if base.startswith("s3://") else "storage:upload",
-        body={
-            "uri": f"{base}/code/{archive.short}/{ARCHIVE_NAME}",
-            "source": "training_scripts/",
-            "sha256": archive.sha256,
-            "bytes": len(archive.data),
-        },
-    )
-
-
-def data_uploads(recipe: Recipe, base: str) -> tuple[list[Request], dict[str, str]]:
-    """Local data files become content-addressed uploads; remote ones are used in place."""
-    requests, channels = [], {}
-    api = "s3:PutObject" if base.startswith("s3://") else "storage:upload"
-    for channel, section_name, key in DATA_CHANNELS:
-        location = getattr(getattr(recipe, section_name), key)
-        if not isinstance(location, str):
-            continue  # a validation fraction: split inside the job
-        if rules.is_remote(location):
-            channels[channel] = location
-            continue
-        path = Path(location)
-        digest = file_sha256(path)
-        uri = f"{base}/data/{digest[:16]}/{path.name}"
-        requests.append(
-            Request(
-                api=api,
-                body={
-                    "uri": uri,
-                    "source": str(path),
-                    "sha256": digest,
-                    "bytes": path.stat().st_size,
-                },
-            )
-        )
-        channels[channel] = uri
-    return requests, channels
-
-
-def upload_bytes(body: dict[str, Any]) -> bytes:
-    """The bytes of a planned upload, refusing if they changed since the plan."""
-    if body["source"] == "training_scripts/":
-        data = scripts_archive().data
-    else:
-        data = Path(body["source"]).read_bytes()
-    if hashlib.sha256(data).hexdigest() != body["sha256"]:
-        raise ProviderError(f"{body['source']} changed since it was planned; plan again")
-    return data
-
-
-def orphans(
-    uploads: list[Request], done: list[str], delete: Callable[[str], None], where: str
-) -> str:
-    """After a failed submit: remove what only this run would use (its recipe.json) and
-    report the content-addressed rest, which the next attempt reuses."""
-    kept = []
-    for upload in uploads:
-        uri = upload.body["uri"]
-        if uri not in done:
-            continue
-        if upload.body.get("run_scoped"):
-            try:
-                delete(uri)
-            except Exception:  # reported below instead
-                kept.append(uri)
-        else:
-            kept.append(uri)
-    if not kept:
-        return "; nothing was left behind"
-    return f"; left in {where} (reused by the next attempt): " + ", ".join(kept)
-
-
-def split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
 
 
 # --- what goes into the job ------------------------------------------------------------------
@@ -284,3 +192,241 @@ def job_env(recipe: Recipe, identity: RunIdentity, wandb_reference: str | None) 
     if wandb is not None:
         env["WANDB_MODE"] = wandb.mode
     return env
+
+
+# --- staging: everything before the kind's own request ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a cloud job kind stages a run, resolved from the recipe's settings."""
+
+    provider: str
+    target: str
+    region: str
+    base: str  # storage root: s3://BUCKET[/PREFIX], gs://..., azureml://datastores/D/paths/P
+    instance_type: str | None  # an explicit override of the catalog's choice
+    tag_rules: TagRules
+    wandb_reference: str | None
+    upload_api: str  # "s3:PutObject" or "storage:upload"
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A run ready for its job request: hardware, tags, uploads and the job's inputs."""
+
+    recipe: Recipe
+    identity: RunIdentity
+    site: Site
+    hardware: Hardware
+    tags: TagMapping
+    uploads: tuple[Request, ...]  # code, local data, recipe.json (run-scoped), in that order
+    inputs: dict[str, str]  # channel -> URI: code, recipe, train, validation, golden
+    env: dict[str, str]
+
+    @property
+    def run_base(self) -> str:
+        return f"{self.site.base}/runs/{self.identity.run_id}"
+
+    def plan(self, create: Request, compute: dict[str, Any], notes: Iterable[str] = ()) -> Plan:
+        return Plan(
+            provider=self.site.provider,
+            identity=self.identity,
+            requests=(*self.uploads, create),
+            compute={**self.hardware.compute(self.recipe), "region": self.site.region, **compute},
+            tags=self.tags.tags,
+            estimate=self.hardware.estimate,
+            notes=(*self.hardware.notes, *rename_notes(self.tags), *notes),
+        )
+
+
+def stage(recipe: Recipe, identity: RunIdentity, site: Site, caps: Capabilities) -> Staged:
+    """Everything a cloud job needs before its own request; pure."""
+    capabilities.check(site.provider, caps, recipe, site.target)
+    hw = hardware(recipe, site.provider, site.region, site.instance_type)
+    tags = final_tags(recipe, identity, site.tag_rules)
+    archive = scripts_archive()
+    code = Request(
+        api=site.upload_api,
+        body={
+            "uri": f"{site.base}/code/{archive.short}/{ARCHIVE_NAME}",
+            "source": "training_scripts/",
+            "sha256": archive.sha256,
+            "bytes": len(archive.data),
+        },
+    )
+    data, channels = data_uploads(recipe, site.base, site.upload_api)
+    recipe_uri = f"{site.base}/runs/{identity.run_id}/recipe.json"
+    job_recipe = with_data_locations(recipe, channels)
+    recipe_json = Request(
+        api=site.upload_api,
+        body={
+            "uri": recipe_uri,
+            "content": job_config_for(job_recipe, identity, site.provider),
+            "run_scoped": True,
+        },
+    )
+    return Staged(
+        recipe=recipe,
+        identity=identity,
+        site=site,
+        hardware=hw,
+        tags=tags,
+        uploads=(code, *data, recipe_json),
+        inputs={"code": code.body["uri"], "recipe": recipe_uri, **channels},
+        env=job_env(recipe, identity, site.wandb_reference),
+    )
+
+
+def data_uploads(recipe: Recipe, base: str, api: str) -> tuple[list[Request], dict[str, str]]:
+    """Local data files become content-addressed uploads; remote ones are used in place."""
+    requests, channels = [], {}
+    for channel, section_name, key in DATA_CHANNELS:
+        location = getattr(getattr(recipe, section_name), key)
+        if not isinstance(location, str):
+            continue  # a validation fraction: split inside the job
+        if rules.is_remote(location):
+            channels[channel] = location
+            continue
+        path = Path(location)
+        digest = file_sha256(path)
+        uri = f"{base}/data/{digest[:16]}/{path.name}"
+        body = {"uri": uri, "source": str(path), "sha256": digest, "bytes": path.stat().st_size}
+        requests.append(Request(api=api, body=body))
+        channels[channel] = uri
+    return requests, channels
+
+
+# --- submit: the same steps on every cloud ---------------------------------------------------
+
+
+class Storage(Protocol):
+    """A cloud's object store, as the submit pipeline uses it."""
+
+    where: str  # e.g. "S3, tagged with this run's tags": where leftovers are reported
+
+    def exists(self, uri: str, sha256: str) -> bool:
+        """An object with these bytes is already there (content-addressed uploads)."""
+        ...
+
+    def put(self, uri: str, data: bytes, tags: dict[str, str], sha256: str | None) -> None: ...
+
+    def delete(self, uri: str) -> None: ...
+
+
+class JobApi(Protocol):
+    """A kind of cloud job as the pipeline drives it: the backend's own SDK calls."""
+
+    def find(self, plan: Plan) -> RunRef | None:
+        """The job this plan would create, when it already exists."""
+        ...
+
+    def create(self, plan: Plan, request: Request) -> RunRef: ...
+
+    def launched(self, plan: Plan) -> Iterable[str]:
+        """Names of the jobs already launched for this recipe content (any attempt)."""
+        ...
+
+
+def upload_bytes(body: dict[str, Any]) -> bytes:
+    """The bytes of a planned upload, refusing if they changed since the plan."""
+    if "content" in body:
+        return json.dumps(body["content"], indent=2, sort_keys=True).encode()
+    try:
+        if body["source"] == "training_scripts/":
+            data = scripts_archive().data
+        else:
+            data = Path(body["source"]).read_bytes()
+    except OSError as exc:
+        raise ProviderError(f"cannot read {body['source']}: {exc.strerror}") from None
+    if hashlib.sha256(data).hexdigest() != body["sha256"]:
+        raise ProviderError(f"{body['source']} changed since it was planned; plan again")
+    return data
+
+
+def submit(plan: Plan, storage: Storage, api: JobApi) -> Submitted:
+    """Uploads then create, exactly as planned; a job already there is reported, not relaunched.
+
+    On failure, what only this run would use (its recipe.json) is removed and the
+    content-addressed rest, which the next attempt reuses, is listed in the error.
+    """
+    existing = api.find(plan)
+    if existing is not None:
+        return Submitted(existing, existing=True)
+    *uploads, create = plan.requests
+    done: list[Request] = []
+    try:
+        for upload in uploads:
+            body = upload.body
+            if "sha256" in body and storage.exists(body["uri"], body["sha256"]):
+                continue
+            storage.put(body["uri"], upload_bytes(body), plan.tags, body.get("sha256"))
+            done.append(upload)
+        return Submitted(api.create(plan, create))
+    except ProviderError as exc:
+        if exc.kind == ErrorKind.CONFLICT:  # launched by someone else a moment ago
+            found = api.find(plan)
+            if found is not None:
+                return Submitted(found, existing=True)
+        raise exc.with_suffix(_leftovers(done, storage)) from None
+
+
+def _leftovers(done: list[Request], storage: Storage) -> str:
+    kept = []
+    for upload in done:
+        uri = upload.body["uri"]
+        if upload.body.get("run_scoped"):
+            try:
+                storage.delete(uri)
+                continue
+            except ProviderError:  # reported below instead
+                pass
+        kept.append(uri)
+    if not kept:
+        return "; nothing was left behind"
+    return f"; left in {storage.where} (reused by the next attempt): " + ", ".join(kept)
+
+
+def latest_attempt(plan: Plan, api: JobApi) -> int:
+    return highest_attempt(name_prefix(plan.identity), api.launched(plan))
+
+
+def unless_missing(fn: Callable[[], T]) -> T | None:
+    """The answer of a call that raises a typed ProviderError, or None when it found nothing."""
+    try:
+        return fn()
+    except ProviderError as exc:
+        if exc.kind == ErrorKind.NOT_FOUND:
+            return None
+        raise
+
+
+# --- following and stopping ------------------------------------------------------------------
+
+
+def follow_logs(
+    read_new: Callable[[], Iterable[str]],
+    finished: Callable[[], bool],
+    follow: bool,
+    poll_s: float,
+) -> Iterator[str]:
+    """New log lines until the run ends; the last read happens after the end is seen."""
+    while True:
+        done = not follow or finished()
+        yield from read_new()
+        if done:
+            return
+        time.sleep(poll_s)
+
+
+def cancel_unless_terminal(
+    status: Callable[[], RunStatus],
+    stop: Callable[[], None],
+    after: Callable[[], RunStatus] | None = None,
+) -> RunStatus:
+    """Stop a run that has not ended; the state it is in afterwards (`after`, else status)."""
+    current = status()
+    if current.state.terminal:
+        return current
+    stop()
+    return (after or status)()

@@ -1,13 +1,19 @@
-"""Errors that are part of the interface: each names file, line, column, field and expectation.
+"""Errors that are part of the interface, in one place.
 
-Bad input never produces a traceback. Everything that can go wrong with what a
-user wrote is collected as `Problem`s and raised together as one `RecipeInputError`,
-which the CLI prints and turns into exit code 2.
+- `RecipeInputError`: bad input (a recipe, an override, a data file, a flag). Each
+  `Problem` names file, line, column, field and expectation; all of them are
+  raised together. Exit code 2.
+- `ProviderError`: a backend failed or refused. It carries a `kind` (auth, not
+  found, conflict, throttled, quota, missing extra, unreachable, api) so callers
+  decide on data, never on message text; the message is one line. Exit code 3.
+
+Bad input never produces a traceback: the CLI prints these and exits with their code.
 """
 
 from __future__ import annotations
 
 import difflib
+import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -81,3 +87,40 @@ def path_str(path: Sequence[str | int]) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out
+
+
+class ErrorKind(str, enum.Enum):
+    """Why a backend call failed, as data (what a retry, a rollback or a message needs)."""
+
+    AUTH = "auth"  # no credentials, rejected or expired ones, or not allowed
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"  # exists already, or in a state that forbids the call
+    THROTTLED = "throttled"  # still throttled after the SDK's own retries
+    QUOTA = "quota"  # a service limit or quota
+    MISSING_EXTRA = "missing_extra"  # the provider's SDK is not installed
+    UNREACHABLE = "unreachable"  # no connection to the service
+    API = "api"  # any other refusal or failure
+
+
+class ProviderError(Exception):
+    """A backend failed or refused. Exit code 3, whatever the kind (README: exit codes)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.API):
+        self.kind = kind
+        self.message = message
+        super().__init__(message)
+
+    def with_suffix(self, text: str) -> ProviderError:
+        """The same error with more to say (e.g. what a failed submit left behind)."""
+        return ProviderError(self.message + text, self.kind)
+
+
+def missing_extra(provider: str, packages: str) -> ProviderError:
+    """The one message for a provider whose extra is not installed."""
+    return ProviderError(
+        f"the {provider} provider needs {packages}: pip install '.[{provider}]' "
+        f"(or pip install 'recipe-ft[{provider}]')",
+        ErrorKind.MISSING_EXTRA,
+    )

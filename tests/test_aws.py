@@ -14,9 +14,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from providers.aws import AwsProvider
+from providers.aws.training_job import TrainingJobs
 from providers.base import Plan, ProviderError, RunRef, State
-from providers.cloud import cloud_identity
+from providers.staging import cloud_identity
 from recipes.errors import RecipeInputError
 from recipes.loader import load_recipe
 from tests.conftest import CATALOG, CLI
@@ -46,15 +46,15 @@ def plan_for(path: Path, overrides: list[str] | None = None, attempt: int = 1) -
     loaded = load_recipe(path, overrides)
     recipe = loaded.resolved()
     identity = cloud_identity(recipe.name, loaded.content_hash, attempt)
-    return AwsProvider().plan(recipe, identity)
+    return TrainingJobs().plan(recipe, identity)
 
 
-def moto_provider() -> AwsProvider:
+def moto_provider() -> TrainingJobs:
     clients = {
         f"{s}:{REGION}": boto3.client(s, region_name=REGION) for s in ("sagemaker", "s3", "logs")
     }
     clients[f"s3:{REGION}"].create_bucket(Bucket=BUCKET)
-    return AwsProvider(clients=clients)
+    return TrainingJobs(clients=clients)
 
 
 def ref_for(plan: Plan) -> RunRef:
@@ -152,10 +152,10 @@ def test_role_and_bucket_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_submit_sends_the_plan_and_is_idempotent(aws_env: None) -> None:
     provider = moto_provider()
     plan = plan_for(MULTINODE)
-    ref = provider.submit(plan)
+    ref = provider.submit(plan).ref
     assert ref.run_id == plan.identity.run_id and "arn" in ref.ids
 
-    sm, s3 = provider.client("sagemaker", REGION), provider.client("s3", REGION)
+    sm, s3 = provider.clients.get("sagemaker", REGION), provider.clients.get("s3", REGION)
     job = sm.describe_training_job(TrainingJobName=ref.run_id)
     body = plan.requests[-1].body
     for key in (
@@ -184,7 +184,7 @@ def test_submit_sends_the_plan_and_is_idempotent(aws_env: None) -> None:
     assert stored == plan.requests[-2].body["content"]
 
     again = provider.submit(plan_for(MULTINODE))
-    assert again.ids.get("existing") == "true"
+    assert again.existing
     assert len(sm.list_training_jobs()["TrainingJobSummaries"]) == 1
     assert provider.latest_attempt(plan) == 1
 
@@ -192,7 +192,7 @@ def test_submit_sends_the_plan_and_is_idempotent(aws_env: None) -> None:
 @mock_aws
 def test_unchanged_code_and_data_are_not_uploaded_again(aws_env: None) -> None:
     provider = moto_provider()
-    s3 = provider.client("s3", REGION)
+    s3 = provider.clients.get("s3", REGION)
     puts: list[str] = []
     s3.meta.events.register(
         "before-call.s3.PutObject", lambda params, **_: puts.append(params["url_path"])
@@ -207,7 +207,7 @@ def test_unchanged_code_and_data_are_not_uploaded_again(aws_env: None) -> None:
 @mock_aws
 def test_failed_create_leaves_no_orphan(aws_env: None) -> None:
     provider = moto_provider()
-    sm = provider.client("sagemaker", REGION)
+    sm = provider.clients.get("sagemaker", REGION)
     BotocoreFake(sm).fail(
         "CreateTrainingJob",
         400,
@@ -219,7 +219,7 @@ def test_failed_create_leaves_no_orphan(aws_env: None) -> None:
         provider.submit(plan)
     message = str(err.value)
     assert "ResourceLimitExceeded" in message and "left in S3, tagged" in message
-    s3 = provider.client("s3", REGION)
+    s3 = provider.clients.get("s3", REGION)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
     assert not any(k.endswith("recipe.json") for k in keys)  # run-scoped: removed
     assert any(k.endswith("sourcedir.tar.gz") for k in keys)  # content-addressed: reported
@@ -279,8 +279,8 @@ def job_state(primary: str, secondary: str, message: str = "") -> dict[str, Any]
 def test_status_transitions_and_cancel(aws_env: None) -> None:
     provider = moto_provider()
     plan = plan_for(MULTINODE)
-    ref = provider.submit(plan)
-    fake = BotocoreFake(provider.client("sagemaker", REGION))
+    ref = provider.submit(plan).ref
+    fake = BotocoreFake(provider.clients.get("sagemaker", REGION))
     fake.answer(
         "DescribeTrainingJob",
         [
@@ -315,7 +315,7 @@ def test_status_transitions_and_cancel(aws_env: None) -> None:
     ],
 )
 def test_state_mapping(primary: str, secondary: str, state: State) -> None:
-    from providers.aws import status_from_job
+    from providers.aws.training_job import status_from_job
 
     ref = RunRef(provider="aws", run_id="j", ids={"region": REGION, "job_name": "j"})
     assert status_from_job(ref, job_state(primary, secondary)).state == state
@@ -346,7 +346,7 @@ def test_throttling_and_5xx_are_retried() -> None:
             aws_secret_access_key="testing",
             config=Config(retries={"max_attempts": 8, "mode": "standard"}),
         )
-        from providers.aws import call
+        from providers.aws.sdk import call
 
         start = time.time()
         result = call(

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from providers.azure import AzureProvider, split_uri
+from providers.azure.command_job import CommandJobs
+from providers.azure.storage import split_uri
 from providers.base import Plan, ProviderError, RunRef, State
-from providers.cloud import cloud_identity
+from providers.staging import cloud_identity
 from recipes.errors import RecipeInputError
 from recipes.loader import load_recipe
 from tests.conftest import CATALOG
@@ -215,7 +216,7 @@ def plan_for(path: Path, overrides: list[str], attempt: int = 1) -> Plan:
     loaded = load_recipe(path, overrides)
     recipe = loaded.resolved()
     identity = cloud_identity(recipe.name, loaded.content_hash, attempt)
-    return AzureProvider().plan(recipe, identity)
+    return CommandJobs().plan(recipe, identity)
 
 
 def test_plan_is_pure_and_complete(monkeypatch: pytest.MonkeyPatch, azure: FakeAzureML) -> None:
@@ -235,7 +236,11 @@ def test_plan_is_pure_and_complete(monkeypatch: pytest.MonkeyPatch, azure: FakeA
     props = create.body["job"]["properties"]
     assert props["jobType"] == "Command"
     assert props["computeId"] == f"{WS_PATH}/computes/gpu-cluster"
-    assert props["distribution"] == {"distributionType": "PyTorch", "processCountPerInstance": 4}
+    # One launch process per node (it starts torchrun with one trainer per GPU), the way
+    # Azure ML documents bringing one's own torchrun: MASTER_ADDR/MASTER_PORT/NODE_RANK set.
+    assert props["distribution"] == {"distributionType": "PyTorch", "processCountPerInstance": 1}
+    assert "exec python -m training_scripts.launch --config ${{inputs.recipe}}" in props["command"]
+    assert props["command"].endswith("--output-dir ${{outputs.model}} --nnodes 2")
     assert props["resources"]["instanceCount"] == 2
     assert props["limits"]["timeout"] == "PT6H"
     assert set(props["inputs"]) == {"code", "recipe", "train", "golden"}
@@ -251,7 +256,7 @@ def test_plan_is_pure_and_complete(monkeypatch: pytest.MonkeyPatch, azure: FakeA
 
 
 def test_submit_sends_the_plan_and_is_idempotent(azure: FakeAzureML) -> None:
-    provider = AzureProvider(ml_client=ml_client())
+    provider = CommandJobs(ml_client=ml_client())
     plan = plan_for(CATALOG / "quickstart.yaml", ["compute.azure.compute=cpu-cluster"])
     provider.submit(plan)
     puts = [s for s in azure.server.seen if s.method == "PUT" and "/jobs/" in s.path]
@@ -266,7 +271,7 @@ def test_submit_sends_the_plan_and_is_idempotent(azure: FakeAzureML) -> None:
     assert json.loads(stored) == recipe_json["content"]
 
     again = provider.submit(plan)
-    assert again.ids.get("existing") == "true"
+    assert again.existing
     assert len([s for s in azure.server.seen if s.method == "PUT" and "/jobs/" in s.path]) == 1
     assert provider.latest_attempt(plan) == 1
 
@@ -280,9 +285,9 @@ def test_submit_sends_the_plan_and_is_idempotent(azure: FakeAzureML) -> None:
 
 
 def test_status_logs_cancel(azure: FakeAzureML) -> None:
-    provider = AzureProvider(ml_client=ml_client())
+    provider = CommandJobs(ml_client=ml_client())
     plan = plan_for(CATALOG / "quickstart.yaml", ["compute.azure.compute=cpu-cluster"])
-    ref = provider.submit(plan)
+    ref = provider.submit(plan).ref
     seen = []
     for status in ("Queued", "Preparing", "Running", "Finalizing", "Completed"):
         azure.set_status(ref.run_id, status)
@@ -311,7 +316,7 @@ def test_status_logs_cancel(azure: FakeAzureML) -> None:
     ],
 )
 def test_error_answers_are_one_clear_line(azure: FakeAzureML, status: int, message: str) -> None:
-    provider = AzureProvider(ml_client=ml_client())
+    provider = CommandJobs(ml_client=ml_client())
     plan = plan_for(CATALOG / "quickstart.yaml", ["compute.azure.compute=cpu-cluster"])
     azure.fail[r"PUT /jobs/"] = [status] * 5  # the SDK retries a 401 with a fresh token
     with pytest.raises(ProviderError) as err:
@@ -323,7 +328,7 @@ def test_error_answers_are_one_clear_line(azure: FakeAzureML, status: int, messa
 
 
 def test_throttling_and_5xx_are_retried(azure: FakeAzureML) -> None:
-    provider = AzureProvider(ml_client=ml_client())
+    provider = CommandJobs(ml_client=ml_client())
     plan = plan_for(CATALOG / "quickstart.yaml", ["compute.azure.compute=cpu-cluster"])
     azure.fail[r"PUT /jobs/"] = [429, 503]
     provider.submit(plan)
@@ -356,7 +361,7 @@ def test_job_finds_inputs_where_azure_ml_mounts_them(tmp_path: Path) -> None:
 
 
 def test_missing_job_is_a_provider_error(azure: FakeAzureML) -> None:
-    provider = AzureProvider(ml_client=ml_client())
+    provider = CommandJobs(ml_client=ml_client())
     with pytest.raises(ProviderError, match="not found"):
         provider.status(RunRef(provider="azure", run_id="nope", ids={"job_name": "nope"}))
 
@@ -368,7 +373,7 @@ def test_the_run_remembers_its_workspace(monkeypatch: pytest.MonkeyPatch) -> Non
     plan = plan_for(CATALOG / "support-triage-a100.yaml", [])  # the workspace is in the recipe only
     scope = {k: plan.compute[k] for k in ("subscription", "resource_group", "workspace")}
     assert scope == {"subscription": SUB, "resource_group": "rg-ml", "workspace": "ws-ml"}
-    client = AzureProvider().client(scope)  # no network until a call is made
+    client = CommandJobs().client(scope)  # no network until a call is made
     assert (client.subscription_id, client.resource_group_name, client.workspace_name) == (
         SUB,
         "rg-ml",

@@ -388,8 +388,8 @@ def test_azureml_source_through_azure_ai_ml(
     from azure.ai.ml import MLClient
     from azure.core.credentials import AccessToken
 
+    from providers.azure.storage import download
     from recipes.errors import RecipeInputError
-    from recipes.sources import local_copy
 
     class FakeCredential:
         def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
@@ -407,19 +407,17 @@ def test_azureml_source_through_azure_ai_ml(
             f"azureml://subscriptions/{SUBSCRIPTION}/resourcegroups/rg-ml/workspaces/ws-ml"
             "/datastores/workspaceblobstore/paths/support/golden.jsonl"
         )
-        copy = local_copy(long_uri, tmp_path, azure_client=client)
+        copy = download(long_uri, tmp_path, ml_client=client)
         assert copy.read_bytes() == golden
 
         with pytest.raises(RecipeInputError, match="no such object"):
-            local_copy(
+            download(
                 "azureml://datastores/workspaceblobstore/paths/support/nope.jsonl",
                 tmp_path,
-                azure_client=client,
+                ml_client=client,
             )
         with pytest.raises(RecipeInputError, match="datastore 'elsewhere'"):
-            local_copy(
-                "azureml://datastores/elsewhere/paths/x.jsonl", tmp_path, azure_client=client
-            )
+            download("azureml://datastores/elsewhere/paths/x.jsonl", tmp_path, ml_client=client)
     calls = [(s.method, s.path.rsplit("/", 2)[-2:]) for s in server.seen]
     assert calls[:3] == [
         ("GET", ["datastores", "workspaceblobstore"]),
@@ -431,7 +429,7 @@ def test_azureml_source_through_azure_ai_ml(
 
 
 def test_azureml_short_form_needs_a_workspace(monkeypatch: pytest.MonkeyPatch) -> None:
-    from recipes.azureml_uri import parse
+    from providers.azure.storage import parse
     from recipes.errors import RecipeInputError
 
     for var in ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME"):

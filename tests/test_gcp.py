@@ -16,9 +16,10 @@ from urllib.parse import unquote
 
 import pytest
 
-from providers import gcp
 from providers.base import Plan, ProviderError, RunRef, State
-from providers.cloud import cloud_identity
+from providers.gcp import custom_job as gcp
+from providers.gcp import sdk as gcp_sdk
+from providers.staging import cloud_identity
 from recipes.errors import RecipeInputError
 from recipes.loader import load_recipe
 from tests.conftest import CATALOG, CLI, SUPPORT_DATA
@@ -46,7 +47,7 @@ def plan_for(path: Path = MULTINODE, overrides: list[str] | None = None, attempt
     loaded = load_recipe(path, [*extra, *(overrides or [])])
     recipe = loaded.resolved()
     identity = cloud_identity(recipe.name, loaded.content_hash, attempt)
-    return gcp.GcpProvider().plan(recipe, identity)
+    return gcp.CustomJobs().plan(recipe, identity)
 
 
 def custom_job(plan: Plan) -> dict[str, Any]:
@@ -55,9 +56,9 @@ def custom_job(plan: Plan) -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gcp, "RETRY_INITIAL_S", 0.01)
-    monkeypatch.setattr(gcp, "RETRY_MAX_S", 0.05)
-    monkeypatch.setattr(gcp, "RETRY_DEADLINE_S", 0.5)
+    monkeypatch.setattr(gcp_sdk, "RETRY_INITIAL_S", 0.01)
+    monkeypatch.setattr(gcp_sdk, "RETRY_MAX_S", 0.05)
+    monkeypatch.setattr(gcp_sdk, "RETRY_DEADLINE_S", 0.5)
     monkeypatch.setattr(gcp, "LOG_POLL_S", 0.0)
 
 
@@ -288,7 +289,7 @@ def fake_token() -> Any:
     return FakeToken()
 
 
-def provider_for(fake: FakeGoogle) -> gcp.GcpProvider:
+def provider_for(fake: FakeGoogle) -> gcp.CustomJobs:
     from google.auth.transport.requests import AuthorizedSession
     from google.cloud import aiplatform_v1, storage
 
@@ -301,7 +302,7 @@ def provider_for(fake: FakeGoogle) -> gcp.GcpProvider:
     gcs = storage.Client(
         project=PROJECT, credentials=credentials, client_options={"api_endpoint": fake.url}
     )
-    return gcp.GcpProvider(
+    return gcp.CustomJobs(
         jobs=jobs,
         storage=gcs,
         session=AuthorizedSession(credentials),
@@ -436,7 +437,7 @@ def test_submit_sends_the_plan_and_is_idempotent() -> None:
     with FakeGoogle() as fake:
         provider = provider_for(fake)
         plan = plan_for()
-        ref = provider.submit(plan)
+        ref = provider.submit(plan).ref
         (create,) = fake.seen("POST", r"/customJobs$")
         assert create.path == f"/v1/projects/{PROJECT}/locations/{REGION}/customJobs"
         assert _enum_names(create.json()) == custom_job(plan)  # exactly what plan showed
@@ -459,7 +460,7 @@ def test_submit_sends_the_plan_and_is_idempotent() -> None:
                 assert json.loads(data) == upload.body["content"]
 
         again = provider.submit(plan_for())
-        assert again.ids["existing"] == "true" and again.ids["job"] == job_name
+        assert again.existing and again.ref.ids["job"] == job_name
         assert len(fake.seen("POST", r"/customJobs$")) == 1
         listed = fake.seen("GET", r"/customJobs$")[-1]
         assert listed.query["filter"] == [f'labels.run_id="{plan.identity.run_id}"']
@@ -513,7 +514,7 @@ def test_create_retries_only_answers_that_mean_not_taken() -> None:
             _error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for aiplatform.googleapis.com"),
             _error(503, "UNAVAILABLE", "The service is currently unavailable."),
         ]
-        ref = provider_for(fake).submit(plan_for())
+        ref = provider_for(fake).submit(plan_for()).ref
         assert len(fake.seen("POST", r"/customJobs$")) == 3 and ref.ids["job"]
     with FakeGoogle() as fake:
         fake.failures["create"] = [_error(500, "INTERNAL", "Internal error encountered.")]
@@ -525,9 +526,9 @@ def test_create_retries_only_answers_that_mean_not_taken() -> None:
 # --- status / logs / cancel ------------------------------------------------------------------
 
 
-def submitted(fake: FakeGoogle) -> tuple[gcp.GcpProvider, RunRef]:
+def submitted(fake: FakeGoogle) -> tuple[gcp.CustomJobs, RunRef]:
     provider = provider_for(fake)
-    return provider, provider.submit(plan_for())
+    return provider, provider.submit(plan_for()).ref
 
 
 def test_status_transitions() -> None:
@@ -696,10 +697,10 @@ def test_logging_errors_are_one_line() -> None:
 
 def test_missing_credentials_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
-    monkeypatch.delenv(gcp.VERTEX_ENDPOINT_ENV, raising=False)
+    monkeypatch.delenv(gcp_sdk.VERTEX_ENDPOINT_ENV, raising=False)
     with pytest.raises(ProviderError) as err:
-        gcp.GcpProvider().submit(plan_for())
-    assert str(err.value) == gcp.NO_CREDENTIALS
+        gcp.CustomJobs().submit(plan_for())
+    assert str(err.value) == gcp_sdk.NO_CREDENTIALS
 
 
 def test_unreachable_endpoint_is_one_line() -> None:
@@ -782,7 +783,7 @@ def gcp_cli(cli: CLI) -> Any:
     with FakeGoogle() as fake:
         cli.env.update(
             {
-                gcp.VERTEX_ENDPOINT_ENV: fake.url,
+                gcp_sdk.VERTEX_ENDPOINT_ENV: fake.url,
                 gcp.LOGGING_ENDPOINT_ENV: fake.url,
                 "STORAGE_EMULATOR_HOST": fake.url,
             }
@@ -823,7 +824,7 @@ def test_cli_run_status_logs_cancel_over_http(gcp_cli: Any) -> None:
 
 
 def test_cli_missing_credentials_is_one_line(cli: CLI, tmp_path: Path) -> None:
-    cli.env.pop(gcp.VERTEX_ENDPOINT_ENV, None)
+    cli.env.pop(gcp_sdk.VERTEX_ENDPOINT_ENV, None)
     cli.env.update(
         {
             "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json"),
@@ -833,4 +834,4 @@ def test_cli_missing_credentials_is_one_line(cli: CLI, tmp_path: Path) -> None:
     )
     result = cli("run", str(MULTINODE), "--provider", "gcp", *ON_VERTEX)
     assert result.returncode == 3
-    assert result.stderr.strip().splitlines() == [f"error: {gcp.NO_CREDENTIALS}"]
+    assert result.stderr.strip().splitlines() == [f"error: {gcp_sdk.NO_CREDENTIALS}"]

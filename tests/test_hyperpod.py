@@ -11,10 +11,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from providers.aws import AwsProvider
-from providers.aws_hyperpod import GROUP, PLURAL, VERSION, Kube, cluster_request
+from providers.aws.hyperpod import GROUP, PLURAL, VERSION, HyperPodJobs, cluster_request
+from providers.aws.sdk import Kube
 from providers.base import RunRef, State
-from providers.cloud import cloud_identity
+from providers.staging import cloud_identity
 from recipes.loader import load_recipe
 from tests.conftest import CATALOG, CLI
 from tests.http_fake import FakeServer, Seen, json_reply
@@ -35,7 +35,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def hyperpod_plan() -> Any:
     loaded = load_recipe(HYPERPOD)
     identity = cloud_identity(loaded.recipe.name, loaded.content_hash)
-    return loaded, identity, AwsProvider().plan(loaded.resolved(), identity)
+    return loaded, identity, HyperPodJobs().plan(loaded.resolved(), identity)
 
 
 class FakeKubernetes:
@@ -130,14 +130,14 @@ def kube() -> Any:
         yield fake
 
 
-def provider_with(kube: FakeKubernetes) -> AwsProvider:
+def provider_with(kube: FakeKubernetes) -> HyperPodJobs:
     from kubernetes import client
 
     config = client.Configuration()
     config.host = kube.server.url
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
-    return AwsProvider(
+    return HyperPodJobs(
         clients={f"s3:{REGION}": s3, f"k8s:{EKS_ARN}": Kube(client.ApiClient(config))}
     )
 
@@ -165,13 +165,13 @@ def test_plan_holds_the_manifest() -> None:
 def test_job_submit_status_logs_cancel(aws_env: None, kube: FakeKubernetes) -> None:
     provider = provider_with(kube)
     _, identity, plan = hyperpod_plan()
-    ref = provider.submit(plan)
+    ref = provider.submit(plan).ref
     assert ref.ids["target"] == "hyperpod"
     posted = [s for s in kube.server.seen if s.method == "POST"]
     assert posted[0].json() == plan.requests[-1].body["manifest"]  # exactly the plan
 
     again = provider.submit(plan)
-    assert again.ids.get("existing") == "true"
+    assert again.existing
     assert len([s for s in kube.server.seen if s.method == "POST"]) == 1
     assert provider.latest_attempt(plan) == 1
 
@@ -192,26 +192,27 @@ def test_job_submit_status_logs_cancel(aws_env: None, kube: FakeKubernetes) -> N
 
 @mock_aws
 def test_cluster_lifecycle(aws_env: None) -> None:
-    from providers.aws_hyperpod import create_cluster, delete_cluster, describe_cluster
-
     loaded, identity, _ = hyperpod_plan()
     request = cluster_request(loaded.resolved(), identity)
     assert request.body["Orchestrator"] == {"Eks": {"ClusterArn": EKS_ARN}}
     assert "run_id" not in {t["Key"] for t in request.body["Tags"]}  # the cluster outlives runs
-    provider = AwsProvider(
+    provider = HyperPodJobs(
         clients={f"sagemaker:{REGION}": boto3.client("sagemaker", region_name=REGION)}
     )
-    arn = create_cluster(provider, REGION, request)["ClusterArn"]
+    cluster = provider.plan_cluster(loaded.resolved(), identity)
+    assert cluster.request == request and cluster.region == REGION
+    arn = provider.create_cluster(cluster)
     assert arn.endswith("/support-triage") or "support-triage" in arn
-    info = describe_cluster(provider, REGION, "support-triage")
-    assert info["status"] == "InService"
-    assert info["instance_groups"][0]["instance_type"] == "ml.g5.12xlarge"
-    assert len(info["nodes"]) == 2
-    delete_cluster(provider, REGION, "support-triage")
-    from providers.base import ProviderError
+    info = provider.cluster_status(cluster)
+    assert info.status == "InService"
+    assert info.instance_groups[0]["instance_type"] == "ml.g5.12xlarge"
+    assert len(info.nodes) == 2
+    provider.delete_cluster(cluster)
+    from providers.base import ErrorKind, ProviderError
 
-    with pytest.raises(ProviderError, match="DescribeCluster failed"):
-        describe_cluster(provider, REGION, "support-triage")
+    with pytest.raises(ProviderError, match="DescribeCluster failed") as err:
+        provider.cluster_status(cluster)
+    assert err.value.kind == ErrorKind.NOT_FOUND
 
 
 def test_cluster_cli_over_http(cli: CLI) -> None:

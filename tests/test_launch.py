@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from providers.base import RunIdentity
-from providers.cloud import data_uploads, job_config_for, with_data_locations
+from providers.staging import data_uploads, job_config_for, with_data_locations
 from recipes.loader import load_recipe
 from tests.conftest import REPO, tiny_recipe
 from training_scripts.launch import Topology, commands, sagemaker_env, topology
@@ -55,7 +55,7 @@ def test_the_job_as_a_cloud_runs_it(tmp_path: Path, small_data: Path, write_reci
     path = write_recipe(tiny_recipe(small_data))
     recipe = load_recipe(path).resolved()
     identity = RunIdentity(run_id="tiny-abc-1", recipe_name="tiny", recipe_hash="0" * 64)
-    _, channels = data_uploads(recipe, "s3://bucket/prefix")
+    _, channels = data_uploads(recipe, "s3://bucket/prefix", "s3:PutObject")
     config = job_config_for(with_data_locations(recipe, channels), identity, "aws")
     assert config["recipe"]["data"]["train"].startswith("s3://bucket/prefix/data/")
     (tmp_path / "recipe.json").write_text(json.dumps(config))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.local_runtime import read_json
+from providers.local.runtime import read_json
 from tests import wandb_files
 from tests.conftest import CLI, tiny_recipe
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from providers.base import Plan, RunIdentity
-from providers.cloud import cloud_identity
-from providers.local import LocalProvider
-from providers.registry import PROVIDERS, get_provider
+from providers.local.runs import LocalRuns
+from providers.registry import PROVIDERS, for_recipe
+from providers.staging import cloud_identity
 from recipes.errors import RecipeInputError
 from recipes.loader import load_recipe
 from tests.conftest import CATALOG
@@ -31,7 +31,10 @@ DIFFERENCES: dict[tuple[str, str], str] = {
     ("world_size", "local"): "local runs compute.local.processes on this machine's devices; "
     "clouds run gpus_per_node x nodes",
     ("env", "local"): "local adds this machine's OMP_NUM_THREADS and a shared RECIPE_CACHE_DIR",
+    ("entry", "local"): "local runs the trainer under its supervisor (preprocess + torchrun "
+    "itself; secrets from the user's environment, nothing to install)",
 }
+CLOUD_ENTRY = "training_scripts.launch"  # secrets, install, tokenize once, torchrun per node
 CLOUD_ONLY_ENV = {"PYTHONPATH"}  # HyperPod pods import the fetched scripts from there
 SECRETS = {
     "WANDB_API_KEY": "wandb-key-must-not-travel",
@@ -86,9 +89,9 @@ def plan_on(provider: str, path: Path, overrides: list[str], tmp_path: Path) -> 
     recipe = loaded.resolved()
     if provider == "local":
         identity = RunIdentity("local-run", recipe.name, loaded.content_hash)
-        return LocalProvider(root=tmp_path).plan(recipe, identity)
+        return LocalRuns(root=tmp_path).plan(recipe, identity)
     identity = cloud_identity(recipe.name, loaded.content_hash)
-    return get_provider(provider).plan(recipe, identity)
+    return for_recipe(provider, recipe).plan(recipe, identity)
 
 
 def view(plan: Plan) -> View:
@@ -129,10 +132,9 @@ def _canonical(tags: dict[str, str]) -> dict[str, str]:
 
 
 def _entry(text: str) -> str:
-    # Clouds start training_scripts.launch, which runs training_scripts.train per device.
-    if "training_scripts.train" in text or "training_scripts.launch" in text:
-        return "training_scripts.train"
-    return "?"
+    """The module a cloud job's shell command hands control to (its last `python -m X`)."""
+    modules = re.findall(r"python3? -m ([\w.]+)", text)
+    return modules[-1] if modules else "?"
 
 
 def _uploaded_config(plan: Plan) -> dict[str, Any]:
@@ -151,7 +153,7 @@ def _local(plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
     body = plan.requests[0].body
     config = body["files"]["recipe.json"]
     return config, {
-        "entry": _entry(json.dumps(body["steps"])),
+        "entry": body["steps"][-1][len(body["steps"][-1]) - body["steps"][-1][::-1].index("-m")],
         "world_size": plan.compute["world_size"],
         "data": [loc for loc in _data_inputs(config) if Path(loc).is_file()],
         "tags": config["run"]["tags"],
@@ -204,7 +206,9 @@ def _azure(plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
     config = _uploaded_config(plan)
     return config, {
         "entry": _entry(props["command"]),
+        # One launch process per node, which starts one trainer per GPU of the node.
         "world_size": props["distribution"]["processCountPerInstance"]
+        * max(1, plan.compute["gpus_per_node"])
         * props["resources"]["instanceCount"],
         "data": [i["uri"] for k, i in props["inputs"].items() if k not in ("code", "recipe")],
         "tags": props["tags"],
@@ -279,7 +283,8 @@ def test_backends_agree(case: str, tmp_path: Path, clouds_configured: None) -> N
     assert not compare(views), "\n".join(compare(views))
     recipe = load_recipe(path, overrides).resolved()
     for provider, v in views.items():
-        assert v.entry == "training_scripts.train"
+        # Clouds start the launcher, which runs the trainer; local runs the trainer itself.
+        assert v.entry == ("training_scripts.train" if provider == "local" else CLOUD_ENTRY)
         assert v.spot == recipe.compute.spot, provider
         assert len(v.data) >= 2, (provider, v.data)  # train and golden reach the job
 
@@ -300,7 +305,7 @@ def test_a_dropped_field_breaks_parity(
     clouds_configured: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The suite can fail: an AWS translation that forgets spot is caught."""
-    import providers.aws as aws
+    import providers.aws.training_job as aws
 
     original = aws._training_job_body
 

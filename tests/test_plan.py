@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from providers.base import RunIdentity
-from providers.local import LocalProvider
-from providers.local_runtime import LAUNCH, read_json
+from providers.local.runs import LocalRuns
+from providers.local.runtime import LAUNCH, read_json
 from recipes.errors import RecipeInputError
 from recipes.loader import load_recipe
 from tests.conftest import CATALOG, REPO
@@ -20,7 +20,7 @@ IDENTITY = RunIdentity(run_id="quickstart-fixed", recipe_name="quickstart", reci
 
 def quickstart_plan(root: Path, overrides: list[str] | None = None):
     loaded = load_recipe(CATALOG / "quickstart.yaml", overrides)
-    return LocalProvider(root=root).plan(loaded.resolved(), IDENTITY)
+    return LocalRuns(root=root).plan(loaded.resolved(), IDENTITY)
 
 
 def test_plan_is_pure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,9 +42,9 @@ def test_submit_sends_exactly_the_plan(tmp_path: Path, monkeypatch: pytest.Monke
             spawned.append(argv)
             self.pid = 999999
 
-    monkeypatch.setattr("providers.local.subprocess.Popen", FakePopen)
+    monkeypatch.setattr("providers.local.runs.subprocess.Popen", FakePopen)
     plan = quickstart_plan(tmp_path / "runs")
-    LocalProvider(root=tmp_path / "runs").submit(plan)
+    LocalRuns(root=tmp_path / "runs").submit(plan)
     body = plan.requests[0].body
     run_dir = Path(body["run_dir"])
     assert read_json(run_dir / "recipe.json") == body["files"]["recipe.json"]
@@ -59,7 +59,7 @@ def test_submit_refuses_an_existing_run_dir(tmp_path: Path) -> None:
     plan = quickstart_plan(tmp_path / "runs")
     Path(plan.requests[0].body["run_dir"]).mkdir(parents=True)
     with pytest.raises(ProviderError, match="already exists"):
-        LocalProvider(root=tmp_path / "runs").submit(plan)
+        LocalRuns(root=tmp_path / "runs").submit(plan)
 
 
 def test_job_config_is_the_resolved_recipe(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_two_processes_use_torchrun(tmp_path: Path) -> None:
 def test_capability_gaps_are_listed_together(tmp_path: Path) -> None:
     loaded = load_recipe(CATALOG / "quickstart.yaml", ["compute.spot=true", "compute.nodes=2"])
     with pytest.raises(RecipeInputError) as info:
-        LocalProvider(root=tmp_path).plan(loaded.resolved(), IDENTITY)
+        LocalRuns(root=tmp_path).plan(loaded.resolved(), IDENTITY)
     fields = {p.field for p in info.value.problems}
     assert fields == {"compute.spot", "compute.nodes"}
     assert "local cannot run on spot capacity" in info.value.render()
@@ -155,17 +155,17 @@ def cloud_normalized(plan: dict) -> dict:
 
 def golden_plan(path: Path, provider: str, root: Path) -> dict:
     """The normalized plan, or the planning error for a recipe this backend cannot honour."""
-    from providers.cloud import cloud_identity
-    from providers.registry import get_provider
+    from providers import registry
+    from providers.staging import cloud_identity
 
     loaded = load_recipe(path)
     name, content = loaded.recipe.name, loaded.content_hash
     if provider == "local":
         identity = RunIdentity(run_id=f"{name}-golden", recipe_name=name, recipe_hash=content)
-        backend = LocalProvider(root=root)
+        backend = LocalRuns(root=root)
     else:
         identity = cloud_identity(name, content)
-        backend = get_provider(provider)
+        backend = registry.for_recipe(provider, loaded.recipe)
     try:
         plan = backend.plan(loaded.resolved(), identity).to_dict()
     except RecipeInputError as exc:

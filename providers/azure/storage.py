@@ -1,6 +1,8 @@
-"""Read one file named by an `azureml://` datastore URI, through azure-ai-ml.
+"""Azure ML datastores: the uploads a run's plan lists, and reading `azureml://` data files.
 
-Two forms are accepted:
+Uploads go to the workspace's datastore (default `workspaceblobstore`) through
+azure-storage-blob, with the container and credential azure-ai-ml resolves.
+For `recipe data check`, two URI forms are accepted:
   azureml://subscriptions/S/resourcegroups/RG/workspaces/W/datastores/D/paths/P
   azureml://datastores/D/paths/P   (workspace from AZURE_SUBSCRIPTION_ID,
                                     AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME)
@@ -13,13 +15,16 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from providers.base import ProviderError
-from recipes.errors import Problem, RecipeInputError
+from providers.azure import sdk
+from providers.azure.settings import SCOPE_ENV as _SCOPE_ENV
+from providers.staging import unless_missing
+from recipes.errors import ErrorKind, Problem, ProviderError, RecipeInputError
+
+BLOB_ENDPOINT_ENV = "RECIPE_AZURE_BLOB_ENDPOINT"
 
 _LONG = re.compile(
     r"azureml://subscriptions/(?P<subscription>[^/]+)/resourcegroups/(?P<resource_group>[^/]+)"
@@ -27,11 +32,6 @@ _LONG = re.compile(
     re.IGNORECASE,
 )
 _SHORT = re.compile(r"azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)")
-_SCOPE_ENV = {
-    "subscription": "AZURE_SUBSCRIPTION_ID",
-    "resource_group": "AZURE_RESOURCE_GROUP",
-    "workspace": "AZUREML_WORKSPACE_NAME",
-}
 
 
 @dataclass(frozen=True)
@@ -69,68 +69,71 @@ def parse(uri: str, env: dict[str, str] | None = None) -> DatastorePath:
     return DatastorePath(**scope, datastore=parts["datastore"], path=parts["path"])
 
 
+def split_uri(uri: str) -> tuple[str, str]:
+    """azureml://datastores/D/paths/P -> (D, P)."""
+    rest = uri[len("azureml://datastores/") :]
+    datastore, _, path = rest.partition("/paths/")
+    return datastore, path
+
+
+class DatastoreStorage:
+    """The submit pipeline's Storage on the workspace's datastores; the run's tags go in
+    as blob metadata (metadata names must be C# identifiers: other characters become _)."""
+
+    where = "the datastore, tagged with this run's tags"
+
+    def __init__(self, client: Any):
+        self.client = client
+        self._containers: dict[str, Any] = {}
+
+    def container(self, datastore: str) -> Any:
+        if datastore not in self._containers:
+            endpoint = os.environ.get(BLOB_ENDPOINT_ENV)
+            self._containers[datastore] = sdk.container_client(self.client, datastore, endpoint)
+        return self._containers[datastore]
+
+    def _blob(self, uri: str) -> Any:
+        datastore, path = split_uri(uri)
+        return self.container(datastore).get_blob_client(path)
+
+    def exists(self, uri: str, sha256: str) -> bool:
+        blob = self._blob(uri)
+        props = unless_missing(lambda: sdk.call(blob.get_blob_properties, f"read {uri}"))
+        return props is not None and props.metadata.get("sha256") == sha256
+
+    def put(self, uri: str, data: bytes, tags: dict[str, str], sha256: str | None) -> None:
+        metadata = {re.sub(r"\W", "_", k): v for k, v in tags.items()}
+        if sha256:
+            metadata["sha256"] = sha256
+        blob = self._blob(uri)
+        sdk.call(lambda: blob.upload_blob(data, overwrite=True, metadata=metadata), f"upload {uri}")
+
+    def delete(self, uri: str) -> None:
+        datastore, path = split_uri(uri)
+        sdk.call(lambda: self.container(datastore).delete_blob(path), f"delete {uri}")
+
+    def read_text(self, datastore: str, path: str) -> str:
+        """A blob's text, or "" when it does not exist (yet)."""
+        blob = self.container(datastore).get_blob_client(path)
+        data = unless_missing(lambda: sdk.call(lambda: blob.download_blob().readall(), "read logs"))
+        return data.decode("utf-8", errors="replace") if data else ""
+
+
 def download(uri: str, directory: Path, ml_client: Any = None) -> Path:
     """Fetch the file at `uri` into `directory`; `ml_client` is injected by tests."""
     where = parse(uri)
-    try:
-        with warnings.catch_warnings():  # azure-ai-ml's import-time marshmallow noise
-            warnings.simplefilter("ignore")
-            from azure.ai.ml._artifacts._artifact_utilities import get_datastore_info
-        from azure.core import exceptions
-        from azure.storage.blob import BlobClient
-    except ImportError:
-        raise RecipeInputError(
-            Problem("reading azureml:// needs pip install '.[azure]'", file=uri)
-        ) from None
+    client = ml_client or sdk.ml_client(where.subscription, where.resource_group, where.workspace)
     target = directory / Path(where.path).name
     try:
-        client = ml_client or _ml_client(where)
-        override = os.environ.get("RECIPE_AZURE_BLOB_ENDPOINT")
-        # azure-ai-ml's own resolution: datastore GET, then listSecrets for a credential.
-        info = get_datastore_info(
-            client.datastores, where.datastore, **({"account_url": override} if override else {})
-        )
-        blob = BlobClient(
-            account_url=info["account_url"],
-            container_name=info["container_name"],
-            blob_name=where.path,
-            credential=info["credential"],
-        )
+        container = DatastoreStorage(client).container(where.datastore)
+        blob = container.get_blob_client(where.path)
         with target.open("wb") as out:
-            blob.download_blob().readinto(out)
-    except exceptions.ResourceNotFoundError:
+            sdk.call(lambda: blob.download_blob().readinto(out), f"read {uri}")
+    except ProviderError as exc:
         target.unlink(missing_ok=True)
-        raise RecipeInputError(
-            Problem(f"no such object (datastore '{where.datastore}')", file=uri)
-        ) from None
-    except exceptions.ClientAuthenticationError as exc:
-        target.unlink(missing_ok=True)
-        raise ProviderError(
-            f"Azure login failed reading {uri}: {_first_line(exc)} (run `az login`, or set "
-            "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET)"
-        ) from None
-    except exceptions.HttpResponseError as exc:
-        target.unlink(missing_ok=True)
-        raise ProviderError(
-            f"Azure ML refused {uri}: {exc.status_code} {_first_line(exc)}"
-        ) from None
+        if exc.kind == ErrorKind.NOT_FOUND:
+            raise RecipeInputError(
+                Problem(f"no such object (datastore '{where.datastore}')", file=uri)
+            ) from None
+        raise
     return target
-
-
-def _ml_client(where: DatastorePath) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from azure.ai.ml import MLClient
-    from azure.identity import DefaultAzureCredential
-
-    return MLClient(
-        DefaultAzureCredential(),
-        where.subscription,
-        where.resource_group,
-        where.workspace,
-        enable_telemetry=False,
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(getattr(exc, "message", "") or exc).strip().splitlines() or [""])[0]

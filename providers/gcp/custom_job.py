@@ -18,48 +18,32 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from providers import cloud
+from providers import staging
 from providers.base import (
-    Capabilities,
     Plan,
-    ProviderError,
     Request,
     RunIdentity,
     RunRef,
     RunStatus,
     State,
-    check_capabilities,
+    Submitted,
 )
-from providers.packaging import ARCHIVE_NAME, scripts_archive
-from recipes.cost import catalog
-from recipes.errors import Problem, RecipeInputError
+from providers.contract import launch_command
+from providers.gcp import sdk
+from providers.gcp.settings import CAPABILITIES, GcpSettings, resolve
+from providers.gcp.storage import GcsStorage
 from recipes.schema import Recipe
-from recipes.tags import GCP as GCP_TAG_RULES
 
 # Vertex AI's prebuilt PyTorch training containers (checked 2026-11; the newest listed
 # for custom training). Bump together with training_scripts/requirements.txt.
 PYTORCH_TAG = "2-4.py310"
 CODE_DIR = "/tmp/code"
 FUSE_ROOT = "/gcs"  # Cloud Storage FUSE mount inside every Vertex custom job
-SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 LOGGING_ENDPOINT = "https://logging.googleapis.com"
-# For tests and emulators: an http:// endpoint here is called without credentials.
-VERTEX_ENDPOINT_ENV = "RECIPE_GCP_VERTEX_ENDPOINT"
 LOGGING_ENDPOINT_ENV = "RECIPE_GCP_LOGGING_ENDPOINT"
-NO_CREDENTIALS = (
-    "no Google Cloud credentials found (run `gcloud auth application-default login`, "
-    "or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file)"
-)
-# Backoff for 429 and 5xx answers; module-level so tests can shorten it.
-RETRY_INITIAL_S = 1.0
-RETRY_MAX_S = 30.0
-RETRY_DEADLINE_S = 120.0
 LOG_POLL_S = 10.0
 
 _STATES = {
@@ -77,56 +61,12 @@ _STATES = {
 }
 
 
-@dataclass(frozen=True)
-class GcpSettings:
-    section: Any
-    project: str
-    region: str
-    bucket: str  # gs://bucket[/prefix], no trailing slash
+class CustomJobs:
+    """Vertex AI custom jobs."""
 
-
-def gcp_settings(recipe: Recipe) -> GcpSettings:
-    gcp = cloud.section(recipe, "gcp")
-    project = gcp.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
-    bucket = gcp.staging_bucket or os.environ.get("RECIPE_GCP_BUCKET")
-    problems = []
-    if not project:
-        problems.append(
-            Problem(
-                "Vertex AI needs a Google Cloud project",
-                field="compute.gcp.project",
-                hint="set compute.gcp.project or GOOGLE_CLOUD_PROJECT to the project id",
-            )
-        )
-    if not bucket:
-        problems.append(
-            Problem(
-                "Vertex AI needs a Cloud Storage location for code, data and outputs",
-                field="compute.gcp.staging_bucket",
-                hint="set compute.gcp.staging_bucket or RECIPE_GCP_BUCKET to gs://BUCKET[/PREFIX]",
-            )
-        )
-    elif not re.fullmatch(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?", bucket):
-        problems.append(
-            Problem("expected gs://BUCKET[/PREFIX]", field="compute.gcp.staging_bucket")
-        )
-    if problems:
-        raise RecipeInputError(problems)
-    bucket = bucket.rstrip("/")  # type: ignore[union-attr]
-    return GcpSettings(section=gcp, project=project, region=gcp.region, bucket=bucket)  # type: ignore[arg-type]
-
-
-class GcpProvider:
     name = "gcp"
-    capabilities = Capabilities(
-        methods=("lora", "qlora", "full"),
-        accelerators=catalog.accelerators("gcp"),
-        spot=True,
-        multi_node=True,
-        max_processes_per_node=8,
-        remote_data=("gs://",),
-        idempotent=True,
-    )
+    target = "custom-job"
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
@@ -136,177 +76,101 @@ class GcpProvider:
         logging_endpoint: str | None = None,
     ):
         # Tests inject a REST JobServiceClient, a storage.Client and an HTTP session
-        # pointed at fakes; otherwise they are built on first use from Application
-        # Default Credentials, so plan() never needs a login.
-        self._jobs = {"*": jobs} if jobs is not None else {}
-        self._storage = storage
-        self._session = session
+        # pointed at fakes; otherwise they are built on first use.
+        self.clients = sdk.Clients(jobs, storage, session)
         self._logging_endpoint = (
             logging_endpoint or os.environ.get(LOGGING_ENDPOINT_ENV) or LOGGING_ENDPOINT
         ).rstrip("/")
-        self._credentials: Any = None
 
     # --- plan ------------------------------------------------------------------------
 
     def plan(self, recipe: Recipe, identity: RunIdentity) -> Plan:
-        check_capabilities(self.name, self.capabilities, recipe)
-        setting = gcp_settings(recipe)
-        hardware = cloud.hardware(recipe, "gcp", setting.region, setting.section.machine_type)
-        base = f"{setting.bucket}/runs/{identity.run_id}"
-        tags = cloud.final_tags(recipe, identity, GCP_TAG_RULES)
-
-        uploads = [cloud.upload_code(setting.bucket, scripts_archive())]
-        data_uploads, channels = cloud.data_uploads(recipe, setting.bucket)
-        uploads += data_uploads
-        job_recipe = cloud.with_data_locations(recipe, channels)
-        uploads.append(
-            Request(
-                api="storage:upload",
-                body={
-                    "uri": f"{base}/recipe.json",
-                    "content": cloud.job_config_for(job_recipe, identity, self.name),
-                    "run_scoped": True,
-                },
-            )
-        )
-        env = cloud.job_env(recipe, identity, wandb_reference=_wandb_reference(setting))
-        image = pytorch_training_image(setting.region, gpu=hardware.offer.gpus > 0)
-        bootstrap = _bootstrap(uploads[0].body["uri"], f"{base}/recipe.json")
-        job = _custom_job(recipe, identity, setting, hardware.offer, image, bootstrap, env, base)
-        job["labels"] = tags.tags
-        compute = {
-            **hardware.compute(recipe),
-            "region": setting.region,
-            "project": setting.project,
-            "target": "custom-job",
-            "image": image,
-        }
+        setting = resolve(recipe)
+        staged = staging.stage(recipe, identity, setting.site(self.target), self.capabilities)
+        image = pytorch_training_image(setting.region, gpu=staged.hardware.offer.gpus > 0)
+        job = _custom_job(staged, setting, image)
         create = Request(
             api="vertex:CreateCustomJob",
             body={"parent": _parent(setting.project, setting.region), "customJob": job},
         )
-        return Plan(
-            provider=self.name,
-            identity=identity,
-            requests=(*uploads, create),
-            compute=compute,
-            tags=tags.tags,
-            estimate=hardware.estimate,
-            notes=(*hardware.notes, *cloud.rename_notes(tags)),
-        )
+        compute = {"project": setting.project, "target": self.target, "image": image}
+        return staged.plan(create, compute)
 
     # --- submit ----------------------------------------------------------------------
 
-    def submit(self, plan: Plan) -> RunRef:
-        project, region = plan.compute["project"], plan.compute["region"]
-        run_id = plan.identity.run_id
-        ids = {"project": project, "region": region, "run_id": run_id}
-        *uploads, create = plan.requests
-        jobs = self.jobs(region)
-        existing = _find_jobs(jobs, create.body["parent"], {"run_id": plan.tags["run_id"]})
-        existing = [j for j in existing if j.display_name == run_id]
-        if existing:
-            return RunRef(self.name, run_id, {**ids, "job": existing[0].name, "existing": "true"})
-        custom_job = _custom_job_message(create.body["customJob"])
-        storage = self.storage(project)
-        done: list[str] = []
-        try:
-            for upload in uploads:
-                if put_object(storage, upload.body, plan.tags):
-                    done.append(upload.body["uri"])
-            created = call(
-                lambda: jobs.create_custom_job(
-                    parent=create.body["parent"],
-                    custom_job=custom_job,
-                    retry=_create_retry(),
-                ),
-                "CreateCustomJob",
-            )
-        except ProviderError as exc:
-            raise ProviderError(f"{exc}{_orphans(storage, uploads, done)}") from None
-        return RunRef(self.name, run_id, {**ids, "job": created.name})
+    def submit(self, plan: Plan) -> Submitted:
+        storage = GcsStorage(self.clients.storage(plan.compute["project"]))
+        return staging.submit(plan, storage, self)
 
     def latest_attempt(self, plan: Plan) -> int:
-        """Highest attempt number already launched for this recipe content (0 if none)."""
-        jobs = self.jobs(plan.compute["region"])
+        return staging.latest_attempt(plan, self)
+
+    def find(self, plan: Plan) -> RunRef | None:
+        jobs = self.clients.jobs(plan.compute["region"])
+        run_id = plan.identity.run_id
+        found = _find_jobs(jobs, plan.requests[-1].body["parent"], {"run_id": plan.tags["run_id"]})
+        found = [j for j in found if j.display_name == run_id]
+        return self._ref(plan, found[0].name) if found else None
+
+    def create(self, plan: Plan, request: Request) -> RunRef:
+        jobs = self.clients.jobs(plan.compute["region"])
+        message = sdk.custom_job_message(request.body["customJob"])
+        created = sdk.call(
+            lambda: jobs.create_custom_job(
+                parent=request.body["parent"], custom_job=message, retry=sdk.create_retry()
+            ),
+            "CreateCustomJob",
+        )
+        return self._ref(plan, created.name)
+
+    def launched(self, plan: Plan) -> Iterable[str]:
+        jobs = self.clients.jobs(plan.compute["region"])
         parent = _parent(plan.compute["project"], plan.compute["region"])
         labels = {"recipe": plan.tags["recipe"], "recipe_hash": plan.tags["recipe_hash"]}
-        names = [j.display_name for j in _find_jobs(jobs, parent, labels)]
-        return cloud.highest_attempt(cloud.name_prefix(plan.identity), names)
+        return [j.display_name for j in _find_jobs(jobs, parent, labels)]
+
+    def _ref(self, plan: Plan, job: str) -> RunRef:
+        project, region = plan.compute["project"], plan.compute["region"]
+        run_id = plan.identity.run_id
+        return RunRef(
+            self.name, run_id, {"project": project, "region": region, "run_id": run_id, "job": job}
+        )
 
     # --- status / logs / cancel ------------------------------------------------------
 
     def status(self, ref: RunRef) -> RunStatus:
-        jobs = self.jobs(ref.ids["region"])
-        job = call(
-            lambda: jobs.get_custom_job(name=ref.ids["job"], retry=_read_retry()),
+        jobs = self.clients.jobs(ref.ids["region"])
+        job = sdk.call(
+            lambda: jobs.get_custom_job(name=ref.ids["job"], retry=sdk.read_retry()),
             "GetCustomJob",
         )
         return status_from_job(ref, job)
 
     def logs(self, ref: RunRef, follow: bool = False) -> Iterator[str]:
         cursor = _LogCursor(ref.ids["job"].rsplit("/", 1)[-1])
-        while True:
-            finished = not follow or self.status(ref).state.terminal
-            yield from self._new_log_lines(ref.ids["project"], cursor)
-            if finished:
-                return
-            time.sleep(LOG_POLL_S)
+        return staging.follow_logs(
+            lambda: self._new_log_lines(ref.ids["project"], cursor),
+            lambda: self.status(ref).state.terminal,
+            follow,
+            poll_s=LOG_POLL_S,
+        )
 
     def cancel(self, ref: RunRef) -> RunStatus:
-        current = self.status(ref)
-        if current.state.terminal:
-            return current
-        jobs = self.jobs(ref.ids["region"])
-        call(
-            lambda: jobs.cancel_custom_job(name=ref.ids["job"], retry=_read_retry()),
-            "CancelCustomJob",
+        jobs = self.clients.jobs(ref.ids["region"])
+        return staging.cancel_unless_terminal(
+            lambda: self.status(ref),
+            lambda: sdk.call(
+                lambda: jobs.cancel_custom_job(name=ref.ids["job"], retry=sdk.read_retry()),
+                "CancelCustomJob",
+            ),
         )
-        return self.status(ref)
-
-    # --- clients ---------------------------------------------------------------------
-
-    def jobs(self, region: str) -> Any:
-        if "*" in self._jobs:
-            return self._jobs["*"]
-        if region not in self._jobs:
-            aiplatform_v1 = _sdk("google.cloud.aiplatform_v1")
-            endpoint = os.environ.get(VERTEX_ENDPOINT_ENV) or f"{region}-aiplatform.googleapis.com"
-            # REST, like the tests: the same transport, retries and error mapping.
-            self._jobs[region] = aiplatform_v1.JobServiceClient(
-                credentials=self.credentials(endpoint),
-                transport="rest",
-                client_options={"api_endpoint": endpoint},
-            )
-        return self._jobs[region]
-
-    def storage(self, project: str) -> Any:
-        if self._storage is None:
-            storage = _sdk("google.cloud.storage")
-            emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
-            self._storage = storage.Client(project=project, credentials=self.credentials(emulator))
-        return self._storage
-
-    def session(self) -> Any:
-        if self._session is None:
-            transport = _sdk("google.auth.transport.requests")
-            self._session = transport.AuthorizedSession(self.credentials(self._logging_endpoint))
-        return self._session
-
-    def credentials(self, endpoint: str = "") -> Any:
-        if endpoint.startswith("http://"):  # a local emulator or fake
-            from google.auth.credentials import AnonymousCredentials
-
-            return AnonymousCredentials()
-        if self._credentials is None:
-            self._credentials = default_credentials()
-        return self._credentials
 
     # --- logs ------------------------------------------------------------------------
 
     def _new_log_lines(self, project: str, cursor: _LogCursor) -> Iterator[str]:
         """New Cloud Logging entries of the job (every replica), oldest first."""
         url = f"{self._logging_endpoint}/v2/entries:list"
+        session = self.clients.session(self._logging_endpoint)
         query = cursor.filter()
         token = None
         entries = []
@@ -319,7 +183,7 @@ class GcpProvider:
             }
             if token:
                 body["pageToken"] = token
-            page = _post_json(self.session(), url, body, "Cloud Logging entries.list")
+            page = sdk.post_json(session, url, body, "Cloud Logging entries.list")
             entries += page.get("entries", [])
             token = page.get("nextPageToken")
             if not token:
@@ -353,23 +217,16 @@ def fuse_path(uri: str) -> str:
 
 
 def _bootstrap(code_uri: str, recipe_uri: str) -> str:
-    launch = f"python -m training_scripts.launch --config {fuse_path(recipe_uri)}"
+    launch = launch_command(fuse_path(recipe_uri))
     return (
         f"mkdir -p {CODE_DIR} && tar -xzf {fuse_path(code_uri)} -C {CODE_DIR} "
         f"&& cd {CODE_DIR} && exec {launch}"
     )
 
 
-def _custom_job(
-    recipe: Recipe,
-    identity: RunIdentity,
-    setting: GcpSettings,
-    offer: catalog.Offer,
-    image: str,
-    bootstrap: str,
-    env: dict[str, str],
-    base: str,
-) -> dict[str, Any]:
+def _custom_job(staged: staging.Staged, setting: GcpSettings, image: str) -> dict[str, Any]:
+    recipe, offer, env = staged.recipe, staged.hardware.offer, staged.env
+    bootstrap = _bootstrap(staged.inputs["code"], staged.inputs["recipe"])
     compute = recipe.compute
     machine: dict[str, Any] = {"machineType": offer.instance_type}
     if offer.gpus:
@@ -380,7 +237,8 @@ def _custom_job(
         return {
             "machineSpec": dict(machine),
             "replicaCount": str(replicas),  # int64: a string in proto JSON
-            "diskSpec": {"bootDiskType": "pd-ssd", "bootDiskSizeGb": _boot_disk_gb(recipe)},
+            # Vertex's default boot disk is 100 GB.
+            "diskSpec": {"bootDiskType": "pd-ssd", "bootDiskSizeGb": staging.disk_gb(recipe, 100)},
             "containerSpec": {
                 "imageUri": image,
                 "command": ["bash", "-c", bootstrap],
@@ -397,233 +255,26 @@ def _custom_job(
             "restartJobOnWorkerRestart": True,
             "strategy": "SPOT" if compute.spot else "STANDARD",
         },
-        "baseOutputDirectory": {"outputUriPrefix": base},
+        "baseOutputDirectory": {"outputUriPrefix": staged.run_base},
     }
     if setting.section.service_account:
         spec["serviceAccount"] = setting.section.service_account
-    return {"displayName": identity.run_id, "jobSpec": spec}
-
-
-def _boot_disk_gb(recipe: Recipe) -> int:
-    """Room for the base model (downloaded in the job), checkpoints and the output."""
-    from recipes.cost.estimate import model_parameters
-
-    params, _ = model_parameters(recipe.model.base)
-    return max(100, int(params * 2 * 4 / 1e9) + 30)  # Vertex's default is 100 GB
-
-
-def _wandb_reference(setting: GcpSettings) -> str | None:
-    """Secret Manager's full version name, so the job needs no project lookup."""
-    secret = setting.section.wandb_secret
-    if not secret:
-        return None
-    if not secret.startswith("projects/"):
-        secret = f"projects/{setting.project}/secrets/{secret}"
-    if "/versions/" not in secret:
-        secret += "/versions/latest"
-    return f"gcp-secretmanager:{secret}"
+    return {"displayName": staged.identity.run_id, "jobSpec": spec, "labels": staged.tags.tags}
 
 
 def _parent(project: str, region: str) -> str:
     return f"projects/{project}/locations/{region}"
 
 
-def _custom_job_message(body: dict[str, Any]) -> Any:
-    """The planned JSON as the SDK's message; unknown fields fail instead of vanishing."""
-    aiplatform_v1 = _sdk("google.cloud.aiplatform_v1")
-    return aiplatform_v1.CustomJob.from_json(json.dumps(body), ignore_unknown_fields=False)
-
-
-# --- calls, errors and retries ---------------------------------------------------------------
-
-
-def _sdk(module: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ProviderError(
-            "the gcp provider needs google-cloud-aiplatform and google-cloud-storage: "
-            "pip install '.[gcp]'"
-        ) from None
-
-
-def default_credentials() -> Any:
-    try:
-        import google.auth
-        from google.auth.exceptions import DefaultCredentialsError
-    except ImportError:
-        raise ProviderError("the gcp provider needs google-auth: pip install '.[gcp]'") from None
-    try:
-        credentials, _ = google.auth.default(scopes=list(SCOPES))
-    except DefaultCredentialsError:
-        raise ProviderError(NO_CREDENTIALS) from None
-    return credentials
-
-
-def _retry(*names: str) -> Any:
-    from google.api_core import exceptions as gex
-    from google.api_core import retry
-
-    kinds = tuple(getattr(gex, n) for n in names)
-    return retry.Retry(
-        predicate=retry.if_exception_type(*kinds),
-        initial=RETRY_INITIAL_S,
-        maximum=RETRY_MAX_S,
-        multiplier=2.0,
-        timeout=RETRY_DEADLINE_S,
-    )
-
-
-def _read_retry() -> Any:
-    """Reads (and cancel, which is idempotent) are safe to repeat on throttling and 5xx."""
-    return _retry(
-        "TooManyRequests",
-        "ResourceExhausted",
-        "InternalServerError",
-        "BadGateway",
-        "ServiceUnavailable",
-        "GatewayTimeout",
-    )
-
-
-def _create_retry() -> Any:
-    # Only answers that mean "not taken": a 500 after the job was created would
-    # launch it twice, since Vertex has no request id for CreateCustomJob.
-    return _retry("TooManyRequests", "ResourceExhausted", "ServiceUnavailable")
-
-
-def call(fn: Callable[[], Any], what: str) -> Any:
-    """Run one Google Cloud call; credentials and API refusals become one clear line (exit 3)."""
-    import requests
-    from google.api_core import exceptions as gex
-    from google.auth import exceptions as aex
-
-    try:
-        return fn()
-    except ProviderError:
-        raise
-    except gex.RetryError as exc:
-        cause = exc.cause if isinstance(exc.cause, gex.GoogleAPICallError) else None
-        if cause is not None:
-            raise provider_error(cause, what) from None
-        raise ProviderError(f"{what} failed: gave up retrying ({exc})") from None
-    except gex.GoogleAPICallError as exc:
-        raise provider_error(exc, what) from None
-    except aex.DefaultCredentialsError:
-        raise ProviderError(NO_CREDENTIALS) from None
-    except aex.RefreshError as exc:
-        raise ProviderError(
-            f"Google Cloud rejected the credentials ({_first_line(exc)}); run "
-            "`gcloud auth application-default login`"
-        ) from None
-    except (aex.TransportError, requests.RequestException, ConnectionError) as exc:
-        raise ProviderError(f"{what}: cannot reach Google Cloud ({_first_line(exc)})") from None
-
-
-def provider_error(exc: Any, what: str) -> ProviderError:
-    code = exc.code or "?"  # the HTTP status, on every api_core error class
-    status, message = _error_details(exc)
-    line = f"{what} failed: {code} {status}: {message}"
-    if code == 401:
-        line += " (run `gcloud auth application-default login`)"
-    elif code == 403:
-        line += " (check the project, the Vertex AI API and the caller's roles)"
-    return ProviderError(line)
-
-
-def _error_details(exc: Any) -> tuple[str, str]:
-    """The API's own status name and message, without the request URL the SDK prepends."""
-    status, message = "", re.sub(r"^[A-Z]+ \S+: ", "", str(exc.message or ""))
-    response = getattr(exc, "response", None)
-    try:
-        error = response.json()["error"]  # type: ignore[union-attr]
-        status, message = error.get("status", ""), error.get("message", message)
-    except Exception:  # not a JSON error body: keep what the SDK parsed
-        pass
-    status = status or re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).upper()
-    return status, _first_line(message) or "(no message)"
-
-
-def _first_line(value: object) -> str:
-    return str(value).strip().splitlines()[0] if str(value).strip() else ""
-
-
-def _post_json(session: Any, url: str, body: dict[str, Any], what: str) -> dict[str, Any]:
-    """POST through an authorized session, with the SDK's error classes and backoff."""
-    from google.api_core import exceptions as gex
-
-    def once() -> dict[str, Any]:
-        response = session.post(url, json=body, timeout=60)
-        if response.status_code >= 400:
-            raise gex.from_http_response(response)
-        return response.json()
-
-    return call(lambda: _read_retry()(once)(), what)
-
-
-# --- submit helpers --------------------------------------------------------------------------
-
-
-def split_gs(uri: str) -> tuple[str, str]:
-    bucket, _, name = uri[len("gs://") :].partition("/")
-    return bucket, name
-
-
-def put_object(storage: Any, body: dict[str, Any], tags: dict[str, str]) -> bool:
-    """Upload one planned object; False when an identical one is already there.
-
-    Cloud Storage objects have no labels: the run's tags go in as object metadata.
-    """
-    from google.cloud.storage.retry import DEFAULT_RETRY
-
-    uri = body["uri"]
-    bucket_name, name = split_gs(uri)
-    bucket = storage.bucket(bucket_name)
-    metadata = dict(tags)
-    if "sha256" in body:
-        current = call(lambda: bucket.get_blob(name, retry=DEFAULT_RETRY), f"read {uri}")
-        if current is not None and (current.metadata or {}).get("sha256") == body["sha256"]:
-            return False
-        try:
-            data = cloud.upload_bytes(body)
-        except OSError as exc:
-            raise ProviderError(f"cannot read {body['source']}: {exc.strerror}") from None
-        metadata["sha256"] = body["sha256"]
-        content_type = "application/gzip" if name.endswith(ARCHIVE_NAME) else "application/jsonl"
-    else:
-        data = json.dumps(body["content"], indent=2, sort_keys=True).encode()
-        content_type = "application/json"
-    blob = bucket.blob(name)
-    blob.metadata = metadata
-    # The same bytes under the same name: repeating an upload is safe, so retry it.
-    call(
-        lambda: blob.upload_from_string(data, content_type=content_type, retry=DEFAULT_RETRY),
-        f"upload {uri}",
-    )
-    return True
-
-
-def _orphans(storage: Any, uploads: list[Request], done: list[str]) -> str:
-    def delete(uri: str) -> None:
-        bucket, name = split_gs(uri)
-        storage.bucket(bucket).blob(name).delete()
-
-    return cloud.orphans(
-        uploads, done, delete, "Cloud Storage, this run's tags in the object metadata"
-    )
-
-
 def _find_jobs(jobs: Any, parent: str, labels: dict[str, str]) -> list[Any]:
     query = " AND ".join(f'labels.{k}="{v}"' for k, v in labels.items())
-    pages = call(
+    pages = sdk.call(
         lambda: jobs.list_custom_jobs(
-            request={"parent": parent, "filter": query}, retry=_read_retry()
+            request={"parent": parent, "filter": query}, retry=sdk.read_retry()
         ),
         "ListCustomJobs",
     )
-    return call(lambda: list(pages), "ListCustomJobs")
+    return sdk.call(lambda: list(pages), "ListCustomJobs")
 
 
 def status_from_job(ref: RunRef, job: Any) -> RunStatus:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from providers import local_runtime as rt
+from providers import capabilities
 from providers.base import (
     Capabilities,
     Estimate,
@@ -30,16 +30,18 @@ from providers.base import (
     RunRef,
     RunStatus,
     State,
-    check_capabilities,
+    Submitted,
 )
-from providers.job import (
+from providers.contract import (
     ENTRY_MODULE,
     PREPROCESS_MODULE,
     check_global_batch,
     job_config,
     run_tags,
 )
-from recipes.ledger import runs_dir
+from providers.local import runtime as rt
+from providers.staging import cancel_unless_terminal, follow_logs
+from recipes.home import runs_dir
 from recipes.schema import Recipe
 
 # Variables the job always gets. Credentials (WANDB_API_KEY, HF_TOKEN...) are
@@ -47,15 +49,29 @@ from recipes.schema import Recipe
 _BASE_ENV = {"PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-class LocalProvider:
+CAPABILITIES = Capabilities(
+    methods=("lora", "qlora", "full"),
+    accelerators=(),  # whatever this machine has; the abstract ask is noted, not enforced
+    spot=False,
+    multi_node=False,
+    max_processes_per_node=64,
+    targets=("process",),
+    why_not={
+        "spot": "this machine has no spot market; use aws, azure or gcp",
+        "multi_node": "local runs use this one machine; use a cloud for several nodes",
+        "remote_data": "local jobs read local files; copy the data here or use its cloud",
+        "clusters": "no cluster: each run is a supervised process on this machine",
+        "idempotent": "each local run gets a new run id and directory",
+    },
+)
+
+
+class LocalRuns:
+    """A training run as a supervised process tree on this machine."""
+
     name = "local"
-    capabilities = Capabilities(
-        methods=("lora", "qlora", "full"),
-        accelerators=(),  # whatever this machine has; the abstract ask is noted, not enforced
-        spot=False,
-        multi_node=False,
-        max_processes_per_node=64,
-    )
+    target = "process"
+    capabilities = CAPABILITIES
 
     def __init__(self, root: Path | None = None, python: str | None = None):
         self.root = root or runs_dir()
@@ -64,7 +80,7 @@ class LocalProvider:
     # --- plan ------------------------------------------------------------------------
 
     def plan(self, recipe: Recipe, identity: RunIdentity) -> Plan:
-        check_capabilities(self.name, self.capabilities, recipe)
+        capabilities.check(self.name, self.capabilities, recipe, self.target)
         local = recipe.compute.local
         processes = local.processes
         check_global_batch(recipe, processes, field="compute.local.processes")
@@ -125,7 +141,7 @@ class LocalProvider:
 
     # --- submit ----------------------------------------------------------------------
 
-    def submit(self, plan: Plan) -> RunRef:
+    def submit(self, plan: Plan) -> Submitted:
         (request,) = plan.requests
         body = request.body
         run_dir = Path(body["run_dir"])
@@ -146,7 +162,7 @@ class LocalProvider:
             )
             rt.update_state(run_dir, state="queued", submitted_at=time.time())
             supervisor = subprocess.Popen(
-                [self.python, "-m", "providers.local_supervisor", str(run_dir)],
+                [self.python, "-m", "providers.local.supervisor", str(run_dir)],
                 cwd=run_dir,
                 env={**os.environ, **body["env"]},
                 stdin=subprocess.DEVNULL,
@@ -158,9 +174,11 @@ class LocalProvider:
             shutil.rmtree(run_dir, ignore_errors=True)  # leave nothing half-created
             raise ProviderError(f"could not start the local run: {exc}") from None
         rt.update_state(run_dir, supervisor_pid=supervisor.pid, pgid=supervisor.pid)
-        return RunRef(
-            provider=self.name, run_id=plan.identity.run_id, ids={"run_dir": str(run_dir)}
-        )
+        ref = RunRef(provider=self.name, run_id=plan.identity.run_id, ids={"run_dir": str(run_dir)})
+        return Submitted(ref)
+
+    def latest_attempt(self, plan: Plan) -> int:
+        return 0  # every local run is new: run ids carry a timestamp
 
     # --- status / logs / cancel ------------------------------------------------------
 
@@ -187,39 +205,37 @@ class LocalProvider:
     def logs(self, ref: RunRef, follow: bool = False) -> Iterator[str]:
         path = Path(ref.ids["run_dir"]) / rt.TRAIN_LOG
         position = 0
-        while True:
-            if path.exists():
-                with path.open("r", encoding="utf-8", errors="replace") as fh:
-                    fh.seek(position)
-                    chunk = fh.read()
-                    position = fh.tell()
-                yield from chunk.splitlines(keepends=True)
-            if not follow or self.status(ref).state.terminal:
-                if follow and path.exists():  # the last words after the end
-                    with path.open("r", encoding="utf-8", errors="replace") as fh:
-                        fh.seek(position)
-                        yield from fh.read().splitlines(keepends=True)
-                return
-            time.sleep(0.5)
+
+        def read_new() -> list[str]:
+            nonlocal position
+            if not path.exists():
+                return []
+            with path.open("r", encoding="utf-8", errors="replace") as fh:
+                fh.seek(position)
+                chunk = fh.read()
+                position = fh.tell()
+            return chunk.splitlines(keepends=True)
+
+        finished = lambda: self.status(ref).state.terminal  # noqa: E731
+        return follow_logs(read_new, finished, follow, poll_s=0.5)
 
     def cancel(self, ref: RunRef, timeout: float = 30.0) -> RunStatus:
         run_dir = Path(ref.ids["run_dir"])
-        status = self.status(ref)
-        if status.state.terminal:
-            return status
-        state_data = rt.read_json(run_dir / rt.STATE)
-        pgid = state_data.get("pgid")
-        if pgid:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(int(pgid), signal.SIGTERM)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            status = self.status(ref)
-            if status.state.terminal:
-                return status
-            time.sleep(0.2)
-        rt.update_state(run_dir, state="cancelled", message="cancelled (did not stop in time)")
-        return self.status(ref)
+
+        def stop() -> None:
+            """SIGTERM to the whole process group, then wait for the supervisor to record it."""
+            pgid = rt.read_json(run_dir / rt.STATE).get("pgid")
+            if pgid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(int(pgid), signal.SIGTERM)
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                if self.status(ref).state.terminal:
+                    return
+                time.sleep(0.2)
+            rt.update_state(run_dir, state="cancelled", message="cancelled (did not stop in time)")
+
+        return cancel_unless_terminal(lambda: self.status(ref), stop)
 
 
 def _alive(pid: Any) -> bool:

@@ -1,10 +1,10 @@
 """Watches one local training process and records how it ended.
 
-Started by LocalProvider.submit in a session of its own, so the run outlives the
+Started by LocalRuns.submit in a session of its own, so the run outlives the
 shell that launched it. The trainer (or torchrun and its workers) share the
 supervisor's process group, so cancel signals the whole tree at once.
 
-Usage: python -m providers.local_supervisor RUN_DIR
+Usage: python -m providers.local.supervisor RUN_DIR
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from providers.local_runtime import (
+from providers.local.runtime import (
     FAILURE,
     LAUNCH,
     TRAIN_LOG,

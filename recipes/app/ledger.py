@@ -8,7 +8,6 @@ the ledger remembers which provider and ids belong to a run id, so `status`,
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from providers.base import RunRef, State
 from recipes.errors import RecipeInputError, did_you_mean
+from recipes.home import runs_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -31,11 +31,6 @@ CREATE TABLE IF NOT EXISTS runs (
     updated_at  REAL NOT NULL
 )
 """
-
-
-def runs_dir() -> Path:
-    """Where local runs and the ledger live: $RECIPE_HOME, else ./runs."""
-    return Path(os.environ.get("RECIPE_HOME", "runs")).resolve()
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Human-readable output for the CLI (rich); JSON output is produced in cli.py."""
+"""Human-readable output for the CLI (rich); JSON output is produced by the commands."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -11,12 +12,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 from rich.text import Text
 
-from providers.base import Plan, Provider, RunRef, RunStatus, State
+from providers.base import Plan, RunStatus, State
 
 out = Console(highlight=False, soft_wrap=True)  # long paths must stay on one line
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-POLL_SECONDS = 1.0
+HEARTBEAT_SECONDS = 30.0  # without a terminal: at most this long without a line
 
 
 def plan(the_plan: Plan) -> None:
@@ -66,20 +67,25 @@ def runs(rows: list[dict[str, Any]]) -> None:
         out.print("no runs yet: recipe run RECIPE.yaml --provider local")
         return
     table = Table(box=None)
-    for column in ("run id", "provider", "recipe", "state", "created"):
-        table.add_column(column)
+    # Run ids are copied into `recipe status`: never cut or wrapped; the rest may fold.
+    longest = max(len(row["run_id"]) for row in rows)
+    table.add_column("run id", no_wrap=True, min_width=longest)
+    for column in ("provider", "recipe", "state", "created"):
+        table.add_column(column, overflow="fold")
     for row in rows:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created_at"]))
         table.add_row(row["run_id"], row["provider"], row["recipe"], row["state"], created)
     out.print(table)
 
 
-def follow(backend: Provider, ref: RunRef, show_progress: bool) -> RunStatus:
-    """Poll until the run ends, showing progress on stderr."""
+def follow(
+    wait: Callable[[Callable[[RunStatus], None]], RunStatus], show_progress: bool
+) -> RunStatus:
+    """Run `wait` (which polls until the run ends), showing progress on stderr."""
     if not show_progress:
-        return _wait(backend, ref, lambda s: None)
+        return wait(lambda s: None)
     if not err.is_terminal:
-        return _wait(backend, ref, _line_printer())
+        return wait(line_printer())
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -100,28 +106,22 @@ def follow(backend: Provider, ref: RunRef, show_progress: bool) -> RunStatus:
                 detail=_detail(s),
             )
 
-        return _wait(backend, ref, update)
+        return wait(update)
 
 
-def _wait(backend: Provider, ref: RunRef, on_update: Any) -> RunStatus:
-    while True:
-        current = backend.status(ref)
-        on_update(current)
-        if current.state.terminal:
-            return current
-        time.sleep(POLL_SECONDS)
-
-
-def _line_printer() -> Any:
-    """Progress for logs and CI: a line when the phase changes or every 10 seconds."""
+def line_printer(clock: Callable[[], float] = time.monotonic) -> Callable[[RunStatus], None]:
+    """Progress for logs and CI: a line when the phase or state changes or progress passes
+    another tenth of the steps, and otherwise a heartbeat at most every 30 seconds."""
     last: dict[str, Any] = {"key": None, "at": 0.0}
 
     def update(s: RunStatus) -> None:
-        key = (_phase(s), s.state)
-        if key != last["key"] or time.time() - last["at"] >= 10:
+        tenth = (10 * s.step // s.total_steps) if s.step is not None and s.total_steps else None
+        key = (_phase(s), s.state, tenth)
+        now = clock()
+        if key != last["key"] or now - last["at"] >= HEARTBEAT_SECONDS:
             steps = f" step {s.step}/{s.total_steps}" if s.step is not None else ""
             err.print(f"{_phase(s)}{steps} {_detail(s)}".rstrip())
-            last.update(key=key, at=time.time())
+            last.update(key=key, at=now)
 
     return update
 

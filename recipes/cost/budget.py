@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Any
+from dataclasses import dataclass
 
-from providers.base import Plan
-from recipes.cost.estimate import expected_cost
+from recipes.cost.estimate import Estimate, expected_cost
 from recipes.errors import Problem, RecipeInputError
+from recipes.schema import Recipe
 
 
-def check_budget(loaded: Any, plan: Plan, override: bool) -> None:
-    recipe = loaded.resolved()
+@dataclass(frozen=True)
+class BudgetCheck:
+    within: bool
+    figures: str  # the estimate against the budget, for a message or a warning
+
+
+def check_budget(recipe: Recipe, est: Estimate, override: bool) -> BudgetCheck:
+    """Raise when the expected cost exceeds the budget, unless overridden (then say so)."""
     if recipe.budget is None:
-        return
-    est = plan.estimate
+        return BudgetCheck(True, "")
     cost = expected_cost(recipe, est)
     if cost <= recipe.budget.max_usd:
-        return
+        return BudgetCheck(True, "")
     kind = "spot" if recipe.compute.spot and est.spot_usd is not None else "on-demand"
     figures = (
         f"estimate ${cost:,.2f} {kind} ({est.hours:g} h; on demand ${est.on_demand_usd:,.2f}"
@@ -25,13 +29,11 @@ def check_budget(loaded: Any, plan: Plan, override: bool) -> None:
         + f") exceeds budget.max_usd ${recipe.budget.max_usd:,.2f}"
     )
     if override:
-        print(f"warning: {figures}; launching anyway (--override-budget)", file=sys.stderr)
-        return
-    error = RecipeInputError(
+        return BudgetCheck(False, figures)
+    raise RecipeInputError(
         Problem(
             figures,
             field="budget.max_usd",
             hint=f"basis: {est.basis}. Raise the budget, shrink the job, or pass --override-budget",
         )
     )
-    raise loaded.locate(error) from None

@@ -19,7 +19,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from providers.base import Estimate
 from recipes import rules
 from recipes.cost.catalog import Catalog, Offer, load
 from recipes.schema import Recipe
@@ -31,6 +30,17 @@ CPU_TOKENS_PER_S_PER_VCPU_1M_PARAMS = 5000.0  # quickstart: 2,360 tok/s, 2 vCPU,
 BUILTIN_PARAMS = {"builtin:tiny-chat": 4.2e6}
 DEFAULT_PARAMS = 7e9
 CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class Estimate:
+    hours: float | None
+    on_demand_usd: float
+    spot_usd: float | None = None
+    currency: str = "USD"
+    basis: str = ""
+    training_tokens: int | None = None  # one epoch, when the data was readable at plan time
+    worst_case_usd: float | None = None  # the whole max_runtime on demand
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,239 @@
+"""The only module that imports AWS's SDKs (boto3, botocore, kubernetes for HyperPod).
+
+Imports are lazy, so planning needs no SDK; a missing extra is one typed error.
+Every SDK exception leaves this module as a ProviderError with a kind, decided
+from the service's error codes (never from our own message text).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+import tempfile
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from recipes.errors import ErrorKind, ProviderError, missing_extra
+
+T = TypeVar("T")
+
+# Error codes, from botocore's service models (sagemaker, s3, sts) and the AWS docs on
+# common errors: https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html
+_AUTH_CODES = {
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "AccessDeniedException",
+}
+_NOT_FOUND_CODES = {
+    "ResourceNotFound",
+    "ResourceNotFoundException",
+    "NoSuchKey",
+    "NoSuchBucket",
+    "NotFound",
+    "404",
+}
+_CONFLICT_CODES = {"ResourceInUse", "ConflictException", "ConflictError"}
+_THROTTLED_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "SlowDown",
+}
+_MISSING = re.compile(r"not found|could not find", re.IGNORECASE)
+_QUOTA_CODES = {"ResourceLimitExceeded", "ServiceQuotaExceededException", "LimitExceededException"}
+
+
+def boto3() -> Any:
+    try:
+        import boto3 as module
+    except ImportError:
+        raise missing_extra("aws", "boto3") from None
+    return module
+
+
+def exceptions() -> Any:
+    boto3()
+    import botocore.exceptions as module
+
+    return module
+
+
+class Clients:
+    """boto3 clients per service and region; tests inject moto-backed ones by "service:region"."""
+
+    def __init__(self, injected: dict[str, Any] | None = None):
+        self._clients = dict(injected or {})
+
+    def get(self, service: str, region: str) -> Any:
+        key = f"{service}:{region}"
+        if key not in self._clients:
+            self._clients[key] = make_client(service, region)
+        return self._clients[key]
+
+    def injected(self, key: str) -> Any | None:
+        return self._clients.get(key)
+
+    def remember(self, key: str, client: Any) -> Any:
+        self._clients[key] = client
+        return client
+
+
+def make_client(service: str, region: str) -> Any:
+    from botocore.config import Config
+
+    sdk = boto3()
+    # Standard retry mode backs off on throttling and 5xx answers.
+    config = Config(retries={"max_attempts": 8, "mode": "standard"}, user_agent_extra="recipe")
+    return sdk.client(service, region_name=region, config=config)
+
+
+def call(fn: Callable[[], T], what: str) -> T:
+    """Run one AWS call; any SDK failure becomes one typed, one-line ProviderError."""
+    bex = exceptions()
+    try:
+        return fn()
+    except (bex.BotoCoreError, bex.ClientError) as exc:
+        raise error(exc, what) from None
+
+
+def error(exc: Exception, what: str) -> ProviderError:
+    bex = exceptions()
+    if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
+        return ProviderError(
+            "no AWS credentials found (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or run `aws sso login`)",
+            ErrorKind.AUTH,
+        )
+    if isinstance(exc, bex.ClientError):
+        detail = exc.response.get("Error", {})
+        code, message = detail.get("Code", "Error"), detail.get("Message", "")
+        kind = _kind(code, message)
+        if kind == ErrorKind.AUTH and code not in ("AccessDenied", "AccessDeniedException"):
+            return ProviderError(f"AWS rejected the credentials ({code}): {message}", kind)
+        return ProviderError(f"{what} failed: {code}: {message}", kind)
+    if isinstance(exc, bex.EndpointConnectionError):
+        return ProviderError(f"{what}: cannot reach AWS ({exc})", ErrorKind.UNREACHABLE)
+    return ProviderError(f"{what} failed: {exc}")
+
+
+def _kind(code: str, message: str) -> ErrorKind:
+    if code in _AUTH_CODES:
+        return ErrorKind.AUTH
+    if code in _NOT_FOUND_CODES:
+        return ErrorKind.NOT_FOUND
+    # SageMaker's Describe* calls answer a missing resource with a ValidationException
+    # ("Requested resource not found", "Could not find training job ..."), although
+    # botocore's model lists ResourceNotFound: the one place where the text decides.
+    if code == "ValidationException" and _MISSING.search(message):
+        return ErrorKind.NOT_FOUND
+    if code in _CONFLICT_CODES:
+        return ErrorKind.CONFLICT
+    if code in _THROTTLED_CODES:
+        return ErrorKind.THROTTLED
+    if code in _QUOTA_CODES:
+        return ErrorKind.QUOTA
+    return ErrorKind.API
+
+
+# --- Kubernetes (HyperPod's EKS orchestrator) ------------------------------------------------
+
+
+class Kube:
+    """The two Kubernetes APIs a HyperPod job uses."""
+
+    def __init__(self, api_client: Any):
+        client = _kubernetes().client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+
+def _kubernetes() -> Any:
+    try:
+        import kubernetes
+    except ImportError:
+        raise missing_extra("aws", "the kubernetes client (HyperPod jobs)") from None
+    return kubernetes
+
+
+def kube(clients: Clients, eks_cluster_arn: str, region: str) -> Kube:
+    """The EKS cluster's Kubernetes API (tests inject an ApiClient under "k8s:<arn>")."""
+    key = f"k8s:{eks_cluster_arn}"
+    client = clients.injected(key)
+    if client is None:
+        client = clients.remember(key, _eks_api_client(clients, eks_cluster_arn, region))
+    return client if isinstance(client, Kube) else Kube(client)
+
+
+def _eks_api_client(clients: Clients, eks_cluster_arn: str, region: str) -> Any:
+    client = _kubernetes().client
+    eks = clients.get("eks", region)
+    cluster_name = eks_cluster_arn.rsplit("/", 1)[-1]
+    info = call(lambda: eks.describe_cluster(name=cluster_name), "eks DescribeCluster")["cluster"]
+    config = client.Configuration()
+    config.host = info["endpoint"]
+    with tempfile.NamedTemporaryFile(prefix="eks-ca-", suffix=".crt", delete=False) as ca:
+        ca.write(base64.b64decode(info["certificateAuthority"]["data"]))
+    config.ssl_ca_cert = ca.name
+    config.api_key = {
+        "authorization": "Bearer " + eks_token(clients.get("sts", region), cluster_name)
+    }
+    return client.ApiClient(config)
+
+
+def eks_token(sts: Any, cluster_name: str) -> str:
+    """What `aws eks get-token` prints: a presigned STS GetCallerIdentity URL, base64url."""
+    from botocore.signers import RequestSigner
+
+    service = sts.meta.service_model.service_id
+    signer = RequestSigner(
+        service,
+        sts.meta.region_name,
+        "sts",
+        "v4",
+        sts._request_signer._credentials,
+        sts.meta.events,
+    )
+    url = signer.generate_presigned_url(
+        {
+            "method": "GET",
+            "url": f"https://sts.{sts.meta.region_name}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15",
+            "body": {},
+            "headers": {"x-k8s-aws-id": cluster_name},
+            "context": {},
+        },
+        region_name=sts.meta.region_name,
+        expires_in=60,
+        operation_name="",
+    )
+    return "k8s-aws-v1." + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+
+
+_K8S_KINDS = {
+    401: ErrorKind.AUTH,
+    403: ErrorKind.AUTH,
+    404: ErrorKind.NOT_FOUND,
+    409: ErrorKind.CONFLICT,
+    429: ErrorKind.THROTTLED,
+}
+
+
+def k8s(fn: Callable[[], T], what: str) -> T:
+    """One Kubernetes call; an ApiException becomes a typed ProviderError."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return fn()
+    except ApiException as exc:
+        reason = exc.reason or ""
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            reason = json.loads(exc.body).get("message", reason)
+        kind = _K8S_KINDS.get(exc.status or 0, ErrorKind.API)
+        raise ProviderError(f"Kubernetes refused to {what}: {exc.status} {reason}", kind) from None

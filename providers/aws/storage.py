@@ -1,0 +1,62 @@
+"""S3: the uploads a run's plan lists, and reading s3:// data files for `recipe data check`."""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from providers.aws import sdk
+from providers.staging import unless_missing
+from recipes.errors import ErrorKind, Problem, ProviderError, RecipeInputError
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+class S3Storage:
+    """The submit pipeline's Storage on S3; the run's tags go on each object."""
+
+    where = "S3, tagged with this run's tags"
+
+    def __init__(self, s3: Any):
+        self.s3 = s3
+
+    def exists(self, uri: str, sha256: str) -> bool:
+        bucket, key = split_s3(uri)
+        head = unless_missing(
+            lambda: sdk.call(lambda: self.s3.head_object(Bucket=bucket, Key=key), "HeadObject")
+        )
+        return head is not None and head.get("Metadata", {}).get("sha256") == sha256
+
+    def put(self, uri: str, data: bytes, tags: dict[str, str], sha256: str | None) -> None:
+        bucket, key = split_s3(uri)
+        extra: dict[str, Any] = {"Tagging": urllib.parse.urlencode(tags)}
+        if sha256:
+            extra["Metadata"] = {"sha256": sha256}
+        sdk.call(
+            lambda: self.s3.put_object(Bucket=bucket, Key=key, Body=data, **extra), f"upload {uri}"
+        )
+
+    def delete(self, uri: str) -> None:
+        bucket, key = split_s3(uri)
+        sdk.call(lambda: self.s3.delete_object(Bucket=bucket, Key=key), f"delete {uri}")
+
+
+def download(location: str, directory: Path, client: Any = None) -> Path:
+    """A local copy of s3://BUCKET/KEY (the usual credential chain; AWS_ENDPOINT_URL honoured)."""
+    bucket, key = split_s3(location)
+    if not bucket or not key:
+        raise RecipeInputError(Problem("expected s3://BUCKET/KEY", file=location))
+    client = client or sdk.boto3().client("s3")
+    target = directory / Path(key).name
+    try:
+        sdk.call(lambda: client.download_file(bucket, key, str(target)), f"read {location}")
+    except ProviderError as exc:
+        target.unlink(missing_ok=True)
+        if exc.kind == ErrorKind.NOT_FOUND:
+            raise RecipeInputError(Problem("no such object", file=location)) from None
+        raise
+    return target

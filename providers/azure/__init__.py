@@ -1,0 +1,5 @@
+"""Azure ML: command jobs on an AmlCompute cluster.
+
+sdk.py (the only SDK importer) · settings.py (compute.azure + environment, capabilities)
+· storage.py (the workspace's datastores; azureml:// reads) · command_job.py
+"""

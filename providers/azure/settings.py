@@ -1,0 +1,107 @@
+"""compute.azure and the usual environment variables, resolved; what Azure ML can do."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from providers.base import Capabilities
+from providers.staging import Site, section
+from recipes.cost import catalog
+from recipes.errors import Problem, RecipeInputError
+from recipes.schema import Recipe
+from recipes.tags import AZURE as AZURE_TAG_RULES
+
+CAPABILITIES = Capabilities(
+    methods=("lora", "qlora", "full"),
+    accelerators=catalog.accelerators("azure"),
+    spot=True,  # low-priority AmlCompute; the cluster's tier decides, see plan notes
+    multi_node=True,
+    max_processes_per_node=8,
+    targets=("command-job",),
+    remote_data=("azureml://",),
+    idempotent=True,
+    why_not={
+        "accelerators": "no Azure ML VM size in the catalog has it",
+        "remote_data": "Azure ML jobs read azureml:// datastore URIs; upload the data there",
+        "clusters": "jobs run on an existing AmlCompute cluster (compute.azure.compute)",
+        "max_processes_per_node": "Azure ML VM sizes have at most 8 GPUs",
+    },
+)
+SCOPE_ENV = {
+    "subscription": "AZURE_SUBSCRIPTION_ID",
+    "resource_group": "AZURE_RESOURCE_GROUP",
+    "workspace": "AZUREML_WORKSPACE_NAME",
+}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    section: Any  # the recipe's compute.azure block (or its defaults)
+    subscription: str
+    resource_group: str
+    workspace: str
+    region: str
+    datastore: str
+    cluster: str
+
+    @property
+    def arm(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace}"
+        )
+
+    @property
+    def scope(self) -> dict[str, str]:
+        """What a run remembers, so status/logs/cancel find the workspace from any shell."""
+        return {k: getattr(self, k) for k in SCOPE_ENV}
+
+    def uri(self, path: str) -> str:
+        return f"azureml://datastores/{self.datastore}/paths/{path}"
+
+    def site(self, target: str) -> Site:
+        secret = self.section.wandb_secret
+        return Site(
+            provider="azure",
+            target=target,
+            region=self.region,
+            base=self.uri("recipe"),
+            instance_type=self.section.instance_type,
+            tag_rules=AZURE_TAG_RULES,
+            wandb_reference=f"azure-keyvault:{secret}" if secret else None,
+            upload_api="storage:upload",
+        )
+
+
+def resolve(recipe: Recipe) -> Workspace:
+    azure = section(recipe, "azure")
+    values = {key: getattr(azure, key) or os.environ.get(var) for key, var in SCOPE_ENV.items()}
+    problems = [
+        Problem(
+            "Azure ML needs the workspace",
+            field=f"compute.azure.{key}",
+            hint=f"set compute.azure.{key} or {SCOPE_ENV[key]}",
+        )
+        for key, value in values.items()
+        if not value
+    ]
+    cluster = azure.compute or os.environ.get("AZUREML_COMPUTE")
+    if not cluster:
+        problems.append(
+            Problem(
+                "Azure ML needs a compute cluster name",
+                field="compute.azure.compute",
+                hint="set compute.azure.compute or AZUREML_COMPUTE to the AmlCompute cluster",
+            )
+        )
+    if problems:
+        raise RecipeInputError(problems)
+    return Workspace(
+        section=azure,
+        **values,  # type: ignore[arg-type]
+        region=azure.region,
+        datastore=azure.datastore,
+        cluster=cluster,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,216 @@
+"""The only module that imports Google Cloud's SDKs (google-cloud-aiplatform, -storage,
+google-auth, google-api-core, requests through google-auth's transport).
+
+Imports are lazy, so planning needs no login; a missing extra is one typed error.
+Every SDK exception leaves this module as a ProviderError with a kind, from the
+HTTP status the SDK's error classes carry (google.api_core.exceptions), never
+from message text.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from recipes.errors import ErrorKind, ProviderError, missing_extra
+
+T = TypeVar("T")
+SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+# For tests and emulators: an http:// endpoint here is called without credentials.
+VERTEX_ENDPOINT_ENV = "RECIPE_GCP_VERTEX_ENDPOINT"
+NO_CREDENTIALS = (
+    "no Google Cloud credentials found (run `gcloud auth application-default login`, "
+    "or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file)"
+)
+# Backoff for 429 and 5xx answers; module-level so tests can shorten it.
+RETRY_INITIAL_S = 1.0
+RETRY_MAX_S = 30.0
+RETRY_DEADLINE_S = 120.0
+_KINDS = {
+    401: ErrorKind.AUTH,
+    403: ErrorKind.AUTH,
+    404: ErrorKind.NOT_FOUND,
+    409: ErrorKind.CONFLICT,
+    429: ErrorKind.THROTTLED,
+}
+
+
+def module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise missing_extra("gcp", "google-cloud-aiplatform and google-cloud-storage") from None
+
+
+class Clients:
+    """Vertex AI, Cloud Storage and an HTTP session, built on first use from Application
+    Default Credentials (so plan() never needs a login); tests inject ones aimed at fakes."""
+
+    def __init__(self, jobs: Any = None, storage: Any = None, session: Any = None):
+        self._jobs = {"*": jobs} if jobs is not None else {}
+        self._storage = storage
+        self._session = session
+        self._credentials: Any = None
+
+    def jobs(self, region: str) -> Any:
+        if "*" in self._jobs:
+            return self._jobs["*"]
+        if region not in self._jobs:
+            aiplatform_v1 = module("google.cloud.aiplatform_v1")
+            endpoint = os.environ.get(VERTEX_ENDPOINT_ENV) or f"{region}-aiplatform.googleapis.com"
+            # REST, like the tests: the same transport, retries and error mapping.
+            self._jobs[region] = aiplatform_v1.JobServiceClient(
+                credentials=self.credentials(endpoint),
+                transport="rest",
+                client_options={"api_endpoint": endpoint},
+            )
+        return self._jobs[region]
+
+    def storage(self, project: str | None) -> Any:
+        if self._storage is None:
+            storage = module("google.cloud.storage")
+            emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+            self._storage = storage.Client(project=project, credentials=self.credentials(emulator))
+        return self._storage
+
+    def session(self, endpoint: str) -> Any:
+        if self._session is None:
+            transport = module("google.auth.transport.requests")
+            self._session = transport.AuthorizedSession(self.credentials(endpoint))
+        return self._session
+
+    def credentials(self, endpoint: str = "") -> Any:
+        if endpoint.startswith("http://"):  # a local emulator or fake
+            from google.auth.credentials import AnonymousCredentials
+
+            return AnonymousCredentials()
+        if self._credentials is None:
+            self._credentials = default_credentials()
+        return self._credentials
+
+
+def custom_job_message(body: dict[str, Any]) -> Any:
+    """The planned JSON as the SDK's message; unknown fields fail instead of vanishing."""
+    aiplatform_v1 = module("google.cloud.aiplatform_v1")
+    return aiplatform_v1.CustomJob.from_json(json.dumps(body), ignore_unknown_fields=False)
+
+
+def default_credentials() -> Any:
+    google_auth = module("google.auth")
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        credentials, _ = google_auth.default(scopes=list(SCOPES))
+    except DefaultCredentialsError:
+        raise ProviderError(NO_CREDENTIALS, ErrorKind.AUTH) from None
+    return credentials
+
+
+def _retry(*names: str) -> Any:
+    from google.api_core import exceptions as gex
+    from google.api_core import retry
+
+    kinds = tuple(getattr(gex, n) for n in names)
+    return retry.Retry(
+        predicate=retry.if_exception_type(*kinds),
+        initial=RETRY_INITIAL_S,
+        maximum=RETRY_MAX_S,
+        multiplier=2.0,
+        timeout=RETRY_DEADLINE_S,
+    )
+
+
+def read_retry() -> Any:
+    """Reads (and cancel, which is idempotent) are safe to repeat on throttling and 5xx."""
+    return _retry(
+        "TooManyRequests",
+        "ResourceExhausted",
+        "InternalServerError",
+        "BadGateway",
+        "ServiceUnavailable",
+        "GatewayTimeout",
+    )
+
+
+def create_retry() -> Any:
+    # Only answers that mean "not taken": a 500 after the job was created would
+    # launch it twice, since Vertex has no request id for CreateCustomJob.
+    return _retry("TooManyRequests", "ResourceExhausted", "ServiceUnavailable")
+
+
+def call(fn: Callable[[], T], what: str) -> T:
+    """Run one Google Cloud call; credentials and API refusals become one clear line (exit 3)."""
+    import requests
+    from google.api_core import exceptions as gex
+    from google.auth import exceptions as aex
+
+    try:
+        return fn()
+    except ProviderError:
+        raise
+    except gex.RetryError as exc:
+        cause = exc.cause if isinstance(exc.cause, gex.GoogleAPICallError) else None
+        if cause is not None:
+            raise provider_error(cause, what) from None
+        raise ProviderError(
+            f"{what} failed: gave up retrying ({exc})", ErrorKind.THROTTLED
+        ) from None
+    except gex.GoogleAPICallError as exc:
+        raise provider_error(exc, what) from None
+    except aex.DefaultCredentialsError:
+        raise ProviderError(NO_CREDENTIALS, ErrorKind.AUTH) from None
+    except aex.RefreshError as exc:
+        raise ProviderError(
+            f"Google Cloud rejected the credentials ({_first_line(exc)}); run "
+            "`gcloud auth application-default login`",
+            ErrorKind.AUTH,
+        ) from None
+    except (aex.TransportError, requests.RequestException, ConnectionError) as exc:
+        raise ProviderError(
+            f"{what}: cannot reach Google Cloud ({_first_line(exc)})", ErrorKind.UNREACHABLE
+        ) from None
+
+
+def provider_error(exc: Any, what: str) -> ProviderError:
+    code = exc.code or "?"  # the HTTP status, on every api_core error class
+    status, message = _error_details(exc)
+    line = f"{what} failed: {code} {status}: {message}"
+    if code == 401:
+        line += " (run `gcloud auth application-default login`)"
+    elif code == 403:
+        line += " (check the project, the Vertex AI API and the caller's roles)"
+    return ProviderError(line, _KINDS.get(code if isinstance(code, int) else 0, ErrorKind.API))
+
+
+def _error_details(exc: Any) -> tuple[str, str]:
+    """The API's own status name and message, without the request URL the SDK prepends."""
+    status, message = "", re.sub(r"^[A-Z]+ \S+: ", "", str(exc.message or ""))
+    response = getattr(exc, "response", None)
+    try:
+        error = response.json()["error"]  # type: ignore[union-attr]
+        status, message = error.get("status", ""), error.get("message", message)
+    except Exception:  # not a JSON error body: keep what the SDK parsed
+        pass
+    status = status or re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).upper()
+    return status, _first_line(message) or "(no message)"
+
+
+def _first_line(value: object) -> str:
+    return str(value).strip().splitlines()[0] if str(value).strip() else ""
+
+
+def post_json(session: Any, url: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+    """POST through an authorized session, with the SDK's error classes and backoff."""
+    from google.api_core import exceptions as gex
+
+    def once() -> dict[str, Any]:
+        response = session.post(url, json=body, timeout=60)
+        if response.status_code >= 400:
+            raise gex.from_http_response(response)
+        return response.json()
+
+    return call(lambda: read_retry()(once)(), what)

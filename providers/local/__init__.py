@@ -1,0 +1,1 @@
+"""The embedded default backend: training runs as supervised processes on this machine."""
