@@ -86,3 +86,115 @@ def test_the_job_as_a_cloud_runs_it(tmp_path: Path, small_data: Path, write_reci
     assert "launch: Topology(nnodes=1" in result.stdout
     report = json.loads((out / "eval_report.json").read_text())
     assert report["train"]["steps"] == 4 and 0 <= report["after"]["golden"]["macro_f1"] <= 1
+
+
+HOOK = """
+import atexit, json, os, sys
+
+def _record():
+    with open(os.environ["RECIPE_TEST_PROBE"], "a") as fh:
+        key = os.environ.get("WANDB_API_KEY")
+        fh.write(json.dumps({"argv": sys.argv, "key": key == "wandb-fake-key-0000000000000000000000000000000"}) + "\\n")
+
+atexit.register(_record)
+"""
+
+
+@pytest.mark.slow
+def test_azure_job_gets_the_wandb_key_from_key_vault(
+    tmp_path: Path, small_data: Path, write_recipe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Azure plan's own command, run as Azure ML runs it (inputs mounted, one process
+    per node with MASTER_ADDR/NODE_RANK set, a managed identity): launch reads the W&B key
+    from Key Vault with the job's identity and the trainer gets it."""
+    from providers.azure.command_job import CommandJobs
+    from providers.packaging import scripts_archive
+    from providers.staging import cloud_identity
+    from tests.fakes.http import FakeServer, Seen, json_reply
+
+    def identity_token(request: Seen, _: object) -> tuple[int, dict[str, str], bytes]:
+        # App Service-style managed identity (azure-identity's ManagedIdentityCredential).
+        assert request.headers.get("x-identity-header") == "job-identity"
+        assert request.query["resource"] == ["https://vault.azure.net"]
+        token = {"access_token": "vault-token", "expires_on": "4102444800", "token_type": "Bearer"}
+        return json_reply(200, {**token, "resource": "https://vault.azure.net"})
+
+    def secret(request: Seen, _: object) -> tuple[int, dict[str, str], bytes]:
+        if request.headers.get("authorization") != "Bearer vault-token":
+            return json_reply(401, {"error": {"code": "Unauthorized"}})
+        return json_reply(200, {"value": "wandb-fake-key-0000000000000000000000000000000", "id": request.path})
+
+    with FakeServer() as server:
+        server.route("GET", r"^/identity", identity_token)
+        server.route("GET", r"^/secrets/wandb-api-key$", secret)
+        azure = {
+            "subscription": "00000000-0000-0000-0000-000000000000",
+            "resource_group": "rg",
+            "workspace": "ws",
+            "compute": "cpu-cluster",
+            "wandb_secret": f"{server.url}/secrets/wandb-api-key",
+        }
+        recipe_path = write_recipe(
+            tiny_recipe(
+                small_data,
+                compute={"azure": azure},
+                tracking={"wandb": {"project": "tests", "mode": "online"}},
+            )
+        )
+        loaded = load_recipe(recipe_path)
+        identity = cloud_identity("tiny", loaded.content_hash)
+        plan = CommandJobs().plan(loaded.resolved(), identity)
+        job = plan.requests[-1].body["job"]["properties"]
+        assert job["environmentVariables"]["RECIPE_WANDB_SECRET"].startswith("azure-keyvault:")
+        assert "wandb-fake-key-0000000000000000000000000000000" not in json.dumps(plan.to_dict())
+
+        # What Azure ML does: mount the inputs, substitute their paths into the command.
+        (tmp_path / "code.tar.gz").write_bytes(scripts_archive().data)
+        # The one change to what Azure would run: this machine has no network, so W&B
+        # writes offline; the key is fetched and handed to the trainer all the same.
+        config = plan.requests[-2].body["content"]
+        config["recipe"]["tracking"]["wandb"]["mode"] = "offline"
+        (tmp_path / "recipe.json").write_text(json.dumps(config))
+        command = (
+            job["command"]
+            .replace("${{inputs.code}}", str(tmp_path / "code.tar.gz"))
+            .replace("${{inputs.recipe}}", str(tmp_path / "recipe.json"))
+            .replace("${{outputs.model}}", str(tmp_path / "outputs"))
+            .replace("/tmp/recipe-code", str(tmp_path / "code"))
+        )
+        (tmp_path / "hook").mkdir()
+        (tmp_path / "hook" / "sitecustomize.py").write_text(HOOK)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AZURE_", "WANDB_", "MSI_", "IDENTITY_"))
+        }
+        env.update(job["environmentVariables"])
+        env.update(
+            {
+                "AZUREML_RUN_ID": identity.run_id,
+                "AZURE_ML_INPUT_train": str(small_data / "train.jsonl"),
+                "AZURE_ML_INPUT_golden": str(small_data / "golden.jsonl"),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": "29517",
+                "NODE_RANK": "0",
+                "WORLD_SIZE": "1",
+                "RANK": "0",
+                "IDENTITY_ENDPOINT": f"{server.url}/identity",
+                "IDENTITY_HEADER": "job-identity",
+                "WANDB_MODE": "offline",
+                "PYTHONPATH": str(tmp_path / "hook"),
+                "RECIPE_TEST_PROBE": str(tmp_path / "probe.jsonl"),
+            }
+        )
+        result = subprocess.run(
+            ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert any(seen.path.endswith("/secrets/wandb-api-key") for seen in server.seen)
+    records = [json.loads(line) for line in (tmp_path / "probe.jsonl").read_text().splitlines()]
+    trainers = [r for r in records if r["argv"][0].endswith("training_scripts/train.py")]
+    assert trainers and all(r["key"] for r in trainers), records
+    report = json.loads((tmp_path / "outputs" / "eval_report.json").read_text())
+    assert report["train"]["steps"] == 4
+    assert "wandb-fake-key-0000000000000000000000000000000" not in result.stdout + result.stderr

@@ -93,6 +93,11 @@ class Clients:
         return self._credentials
 
 
+def storage_retry() -> Any:
+    """google-cloud-storage's own retry policy (backoff on 429, 5xx and connection errors)."""
+    return module("google.cloud.storage.retry").DEFAULT_RETRY
+
+
 def custom_job_message(body: dict[str, Any]) -> Any:
     """The planned JSON as the SDK's message; unknown fields fail instead of vanishing."""
     aiplatform_v1 = module("google.cloud.aiplatform_v1")

@@ -26,16 +26,12 @@ class GcsStorage:
         self.client = client
 
     def exists(self, uri: str, sha256: str) -> bool:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
         bucket_name, name = split_gs(uri)
         bucket = self.client.bucket(bucket_name)
-        current = sdk.call(lambda: bucket.get_blob(name, retry=DEFAULT_RETRY), f"read {uri}")
+        current = sdk.call(lambda: bucket.get_blob(name, retry=sdk.storage_retry()), f"read {uri}")
         return current is not None and (current.metadata or {}).get("sha256") == sha256
 
     def put(self, uri: str, data: bytes, tags: dict[str, str], sha256: str | None) -> None:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
         bucket_name, name = split_gs(uri)
         blob = self.client.bucket(bucket_name).blob(name)
         blob.metadata = {**tags, **({"sha256": sha256} if sha256 else {})}
@@ -47,7 +43,7 @@ class GcsStorage:
             content_type = "application/jsonl"
         # The same bytes under the same name: repeating an upload is safe, so retry it.
         sdk.call(
-            lambda: blob.upload_from_string(data, content_type=content_type, retry=DEFAULT_RETRY),
+            lambda: blob.upload_from_string(data, content_type=content_type, retry=sdk.storage_retry()),
             f"upload {uri}",
         )
 

@@ -1,0 +1,1 @@
+"""Cost before launch: the hardware catalog, the estimate and the budget guard."""
