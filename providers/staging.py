@@ -5,17 +5,20 @@ plan:   capability check -> settings (a `Site`) -> hardware and estimate -> tags
         own request -> Plan                                  (`stage`, `Staged.plan`)
 submit: job already there? -> uploads (skipping identical objects) -> create ->
         on failure remove what only this run used, report the rest  (`submit`)
-then:   follow logs until the run ends (`follow_logs`), cancel unless it already
-        ended (`cancel_unless_terminal`), next attempt number (`latest_attempt`).
+then:   follow logs until the run ends (`job_logs`), cancel unless it already
+        ended (`cancel_job`), next attempt number (`latest_attempt`).
 
 A cloud package supplies only its request shapes (a function of `Staged`), its
-storage (`Storage`) and its SDK calls (`JobApi`). Nothing here touches the network.
+storage (`Storage`) and its SDK calls (`JobApi`); @cloud_job gives it submit,
+latest_attempt, logs and cancel. Nothing here touches the
+network by itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -83,6 +86,32 @@ def section(recipe: Recipe, provider: str) -> Any:
 
     defaults = {"aws": AwsCompute, "azure": AzureCompute, "gcp": GcpCompute}
     return getattr(recipe.compute, provider) or defaults[provider]()
+
+
+@dataclass(frozen=True)
+class Needed:
+    """A setting a cloud cannot do without: compute.<provider>.<field>, else an env var."""
+
+    field: str
+    env: str
+    why: str  # e.g. "SageMaker needs an execution role"
+    form: str  # what to set it to, e.g. "s3://BUCKET[/PREFIX]"
+
+
+def needed_settings(provider: str, block: Any, needs: Iterable[Needed]) -> dict[str, str]:
+    """Each needed setting from the recipe or the environment; one error naming all gaps."""
+    values, problems = {}, []
+    for need in needs:
+        value = getattr(block, need.field) or os.environ.get(need.env)
+        if value:
+            values[need.field] = value
+            continue
+        where = f"compute.{provider}.{need.field}"
+        hint = f"set {where} or {need.env} to {need.form}"
+        problems.append(Problem(need.why, field=where, hint=hint))
+    if problems:
+        raise RecipeInputError(problems)
+    return values
 
 
 # --- hardware and estimate -------------------------------------------------------------------
@@ -317,6 +346,12 @@ class Storage(Protocol):
 class JobApi(Protocol):
     """A kind of cloud job as the pipeline drives it: the backend's own SDK calls."""
 
+    log_poll_s: float  # how often `logs --follow` asks for more
+
+    def storage(self, plan: Plan) -> Storage:
+        """Where the plan's uploads go."""
+        ...
+
     def find(self, plan: Plan) -> RunRef | None:
         """The job this plan would create, when it already exists."""
         ...
@@ -325,6 +360,16 @@ class JobApi(Protocol):
 
     def launched(self, plan: Plan) -> Iterable[str]:
         """Names of the jobs already launched for this recipe content (any attempt)."""
+        ...
+
+    def status(self, ref: RunRef) -> RunStatus: ...
+
+    def new_log_lines(self, ref: RunRef, cursor: dict[str, Any]) -> Iterable[str]:
+        """Log lines not yet returned; `cursor` is the backend's memory between calls."""
+        ...
+
+    def stop(self, ref: RunRef) -> RunStatus | None:
+        """Ask the service to stop the job; the state afterwards, or None to ask status()."""
         ...
 
 
@@ -387,8 +432,19 @@ def _leftovers(done: list[Request], storage: Storage) -> str:
     return f"; left in {storage.where} (reused by the next attempt): " + ", ".join(kept)
 
 
-def latest_attempt(plan: Plan, api: JobApi) -> int:
-    return highest_attempt(name_prefix(plan.identity), api.launched(plan))
+def fetch_file(
+    location: str, target: Path, fetch: Callable[[], Any], missing: str = "no such object"
+) -> Path:
+    """A data file read for `recipe data check`: a missing object is bad input (exit 2),
+    anything else the cloud's error; no partial file is left behind."""
+    try:
+        fetch()
+    except ProviderError as exc:
+        target.unlink(missing_ok=True)
+        if exc.kind == ErrorKind.NOT_FOUND:
+            raise RecipeInputError(Problem(missing, file=location)) from None
+        raise
+    return target
 
 
 def unless_missing(fn: Callable[[], T]) -> T | None:
@@ -401,32 +457,44 @@ def unless_missing(fn: Callable[[], T]) -> T | None:
         raise
 
 
-# --- following and stopping ------------------------------------------------------------------
+# --- the JobBackend methods every cloud job kind shares -------------------------------------
+# A kind gets these as its own methods through @cloud_job: the logic is written once,
+# with no base class; the kind supplies the JobApi calls above.
 
 
-def follow_logs(
-    read_new: Callable[[], Iterable[str]],
-    finished: Callable[[], bool],
-    follow: bool,
-    poll_s: float,
-) -> Iterator[str]:
-    """New log lines until the run ends; the last read happens after the end is seen."""
+def cloud_job(cls: type[T]) -> type[T]:
+    """Give a JobApi class the JobBackend methods below, written once (no base class)."""
+    cls.submit = submit_job  # type: ignore[attr-defined]
+    cls.latest_attempt = latest_attempt  # type: ignore[attr-defined]
+    cls.logs = job_logs  # type: ignore[attr-defined]
+    cls.cancel = cancel_job  # type: ignore[attr-defined]
+    return cls
+
+
+def submit_job(api: JobApi, plan: Plan) -> Submitted:
+    """JobBackend.submit: uploads and create through the shared pipeline."""
+    return submit(plan, api.storage(plan), api)
+
+
+def latest_attempt(api: JobApi, plan: Plan) -> int:
+    """JobBackend.latest_attempt: the highest attempt launched for this recipe content."""
+    return highest_attempt(name_prefix(plan.identity), api.launched(plan))
+
+
+def job_logs(api: JobApi, ref: RunRef, follow: bool = False) -> Iterator[str]:
+    """JobBackend.logs: new lines until the run ends; the last read comes after the end."""
+    cursor: dict[str, Any] = {}
     while True:
-        done = not follow or finished()
-        yield from read_new()
+        done = not follow or api.status(ref).state.terminal
+        yield from api.new_log_lines(ref, cursor)
         if done:
             return
-        time.sleep(poll_s)
+        time.sleep(api.log_poll_s)
 
 
-def cancel_unless_terminal(
-    status: Callable[[], RunStatus],
-    stop: Callable[[], None],
-    after: Callable[[], RunStatus] | None = None,
-) -> RunStatus:
-    """Stop a run that has not ended; the state it is in afterwards (`after`, else status)."""
-    current = status()
+def cancel_job(api: JobApi, ref: RunRef) -> RunStatus:
+    """JobBackend.cancel: stop a run that has not ended; the state it is in afterwards."""
+    current = api.status(ref)
     if current.state.terminal:
         return current
-    stop()
-    return (after or status)()
+    return api.stop(ref) or api.status(ref)

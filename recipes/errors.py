@@ -117,6 +117,20 @@ class ProviderError(Exception):
         return ProviderError(self.message + text, self.kind)
 
 
+_HTTP_KINDS = {
+    401: ErrorKind.AUTH,
+    403: ErrorKind.AUTH,
+    404: ErrorKind.NOT_FOUND,
+    409: ErrorKind.CONFLICT,
+    429: ErrorKind.THROTTLED,
+}
+
+
+def kind_for_status(status: int | None) -> ErrorKind:
+    """The kind of an HTTP error answer (RFC 9110 status codes)."""
+    return _HTTP_KINDS.get(status or 0, ErrorKind.API)
+
+
 def missing_extra(provider: str, packages: str) -> ProviderError:
     """The one message for a provider whose extra is not installed."""
     return ProviderError(

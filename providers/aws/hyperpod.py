@@ -29,7 +29,6 @@ from providers.base import (
     RunRef,
     RunStatus,
     State,
-    Submitted,
 )
 from providers.contract import launch_command
 from recipes.errors import Problem, RecipeInputError
@@ -56,6 +55,7 @@ _CONDITIONS = {
 }
 
 
+@staging.cloud_job
 class HyperPodJobs:
     """HyperPodPyTorchJobs on a HyperPod cluster (compute.aws.target: hyperpod), and the
     cluster itself: this backend implements both the job and the cluster seams."""
@@ -97,14 +97,14 @@ class HyperPodJobs:
         compute = {"target": self.target, "cluster": hp.cluster, "image": container["image"]}
         return staged.plan(create, compute, notes=[note])
 
-    # --- the job: submit, through the shared pipeline --------------------------------
+    @property
+    def log_poll_s(self) -> float:
+        return LOG_POLL_S  # read at each use: tests shorten it
 
-    def submit(self, plan: Plan) -> Submitted:
-        s3 = self.clients.get("s3", plan.compute["region"])
-        return staging.submit(plan, S3Storage(s3), self)
+    # --- the job: JobApi, the Kubernetes calls the pipeline makes ---------------------
 
-    def latest_attempt(self, plan: Plan) -> int:
-        return staging.latest_attempt(plan, self)
+    def storage(self, plan: Plan) -> S3Storage:
+        return S3Storage(self.clients.get("s3", plan.compute["region"]))
 
     def find(self, plan: Plan) -> RunRef | None:
         ref = self._ref(plan)
@@ -164,31 +164,18 @@ class HyperPodJobs:
         )
         return RunStatus(run_id=ref.run_id, provider=self.name, state=state, message=message)
 
-    def logs(self, ref: RunRef, follow: bool = False) -> Iterator[str]:
-        seen: dict[str, int] = {}
-        return staging.follow_logs(
-            lambda: self._new_log_lines(ref, seen),
-            lambda: self.status(ref).state.terminal,
-            follow,
-            poll_s=LOG_POLL_S,
-        )
-
-    def cancel(self, ref: RunRef) -> RunStatus:
+    def stop(self, ref: RunRef) -> RunStatus:
         api = self._kube(ref.ids["region"], ref.ids["eks_cluster_arn"])
-
-        def stop() -> None:
-            sdk.k8s(
-                lambda: api.custom.delete_namespaced_custom_object(
-                    GROUP, VERSION, ref.ids["namespace"], PLURAL, ref.ids["job_name"]
-                ),
-                "delete HyperPodPyTorchJob",
-            )
-
+        sdk.k8s(
+            lambda: api.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, ref.ids["namespace"], PLURAL, ref.ids["job_name"]
+            ),
+            "delete HyperPodPyTorchJob",
+        )
         # Deleting the job object ends it with its pods: there is nothing left to ask.
-        deleted = RunStatus(ref.run_id, self.name, State.CANCELLED, message="deleted")
-        return staging.cancel_unless_terminal(lambda: self.status(ref), stop, after=lambda: deleted)
+        return RunStatus(ref.run_id, self.name, State.CANCELLED, message="deleted")
 
-    def _new_log_lines(self, ref: RunRef, seen: dict[str, int]) -> Iterator[str]:
+    def new_log_lines(self, ref: RunRef, seen: dict[str, Any]) -> Iterator[str]:
         api = self._kube(ref.ids["region"], ref.ids["eks_cluster_arn"])
         namespace = ref.ids["namespace"]
         pods = sdk.k8s(

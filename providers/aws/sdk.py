@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from recipes.errors import ErrorKind, ProviderError, missing_extra
+from recipes.errors import ErrorKind, ProviderError, kind_for_status, missing_extra
 
 T = TypeVar("T")
 
@@ -216,15 +216,6 @@ def eks_token(sts: Any, cluster_name: str) -> str:
     return "k8s-aws-v1." + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
 
 
-_K8S_KINDS = {
-    401: ErrorKind.AUTH,
-    403: ErrorKind.AUTH,
-    404: ErrorKind.NOT_FOUND,
-    409: ErrorKind.CONFLICT,
-    429: ErrorKind.THROTTLED,
-}
-
-
 def k8s(fn: Callable[[], T], what: str) -> T:
     """One Kubernetes call; an ApiException becomes a typed ProviderError."""
     from kubernetes.client.exceptions import ApiException
@@ -235,5 +226,5 @@ def k8s(fn: Callable[[], T], what: str) -> T:
         reason = exc.reason or ""
         with contextlib.suppress(TypeError, ValueError, AttributeError):
             reason = json.loads(exc.body).get("message", reason)
-        kind = _K8S_KINDS.get(exc.status or 0, ErrorKind.API)
+        kind = kind_for_status(exc.status)
         raise ProviderError(f"Kubernetes refused to {what}: {exc.status} {reason}", kind) from None

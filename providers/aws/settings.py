@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from providers.base import Capabilities
-from providers.staging import Site, section
+from providers.staging import Needed, Site, needed_settings, section
 from recipes.cost import catalog
 from recipes.errors import Problem, RecipeInputError
 from recipes.schema import Recipe
@@ -51,32 +50,29 @@ class AwsSettings:
         )
 
 
+NEEDED = (
+    Needed(
+        "role",
+        "SAGEMAKER_ROLE_ARN",
+        "SageMaker needs an execution role",
+        "arn:aws:iam::ACCOUNT:role/NAME",
+    ),
+    Needed(
+        "bucket",
+        "RECIPE_AWS_BUCKET",
+        "SageMaker needs an S3 location for code, data and outputs",
+        "s3://BUCKET[/PREFIX]",
+    ),
+)
+
+
 def resolve(recipe: Recipe) -> AwsSettings:
     aws = section(recipe, "aws")
-    role = aws.role or os.environ.get("SAGEMAKER_ROLE_ARN")
-    bucket = aws.bucket or os.environ.get("RECIPE_AWS_BUCKET")
-    problems = []
-    if not role:
-        problems.append(
-            Problem(
-                "SageMaker needs an execution role",
-                field="compute.aws.role",
-                hint="set compute.aws.role or SAGEMAKER_ROLE_ARN to arn:aws:iam::ACCOUNT:role/NAME",
-            )
-        )
-    if not bucket:
-        problems.append(
-            Problem(
-                "SageMaker needs an S3 location for code, data and outputs",
-                field="compute.aws.bucket",
-                hint="set compute.aws.bucket or RECIPE_AWS_BUCKET to s3://BUCKET[/PREFIX]",
-            )
-        )
-    elif not bucket.startswith("s3://"):
-        problems.append(Problem("expected s3://BUCKET[/PREFIX]", field="compute.aws.bucket"))
-    if problems:
-        raise RecipeInputError(problems)
-    return AwsSettings(section=aws, region=aws.region, role=role, bucket=bucket.rstrip("/"))  # type: ignore[union-attr,arg-type]
+    values = needed_settings("aws", aws, NEEDED)
+    if not values["bucket"].startswith("s3://"):
+        raise RecipeInputError(Problem("expected s3://BUCKET[/PREFIX]", field="compute.aws.bucket"))
+    bucket = values["bucket"].rstrip("/")
+    return AwsSettings(section=aws, region=aws.region, role=values["role"], bucket=bucket)
 
 
 def wandb_reference(aws: Any) -> str | None:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from providers.aws import sdk
-from providers.staging import unless_missing
-from recipes.errors import ErrorKind, Problem, ProviderError, RecipeInputError
+from providers.staging import fetch_file, unless_missing
+from recipes.errors import Problem, RecipeInputError
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -52,11 +52,7 @@ def download(location: str, directory: Path, client: Any = None) -> Path:
         raise RecipeInputError(Problem("expected s3://BUCKET/KEY", file=location))
     client = client or sdk.boto3().client("s3")
     target = directory / Path(key).name
-    try:
-        sdk.call(lambda: client.download_file(bucket, key, str(target)), f"read {location}")
-    except ProviderError as exc:
-        target.unlink(missing_ok=True)
-        if exc.kind == ErrorKind.NOT_FOUND:
-            raise RecipeInputError(Problem("no such object", file=location)) from None
-        raise
-    return target
+    fetch = lambda: sdk.call(  # noqa: E731
+        lambda: client.download_file(bucket, key, str(target)), f"read {location}"
+    )
+    return fetch_file(location, target, fetch)

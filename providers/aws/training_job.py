@@ -30,7 +30,6 @@ from providers.base import (
     RunRef,
     RunStatus,
     State,
-    Submitted,
 )
 from providers.contract import launch_command
 from providers.packaging import ARCHIVE_NAME
@@ -38,6 +37,7 @@ from recipes.errors import Problem, RecipeInputError
 from recipes.schema import Recipe
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+LOG_POLL_S = 5.0
 MAX_RUNTIME_S = 28 * 24 * 3600  # SageMaker's ceiling
 CODE_DIR = "/opt/ml/code"
 RECIPE_PATH = "/opt/ml/input/data/recipe/recipe.json"
@@ -62,6 +62,7 @@ _QUEUED_SECONDARY = {
 }
 
 
+@staging.cloud_job
 class TrainingJobs:
     """SageMaker training jobs (compute.aws.target: training-job, the default)."""
 
@@ -85,16 +86,14 @@ class TrainingJobs:
         image = body["AlgorithmSpecification"]["TrainingImage"]
         return staged.plan(create, {"target": self.target, "image": image})
 
-    # --- submit ----------------------------------------------------------------------
+    @property
+    def log_poll_s(self) -> float:
+        return LOG_POLL_S  # read at each use: tests shorten it
 
-    def submit(self, plan: Plan) -> Submitted:
-        s3 = self.clients.get("s3", plan.compute["region"])
-        return staging.submit(plan, S3Storage(s3), self)
+    # --- JobApi: the SageMaker calls the shared pipeline makes ------------------------
 
-    def latest_attempt(self, plan: Plan) -> int:
-        return staging.latest_attempt(plan, self)
-
-    # JobApi: the SageMaker calls the shared pipeline makes.
+    def storage(self, plan: Plan) -> S3Storage:
+        return S3Storage(self.clients.get("s3", plan.compute["region"]))
 
     def find(self, plan: Plan) -> RunRef | None:
         ref = self._ref(plan)
@@ -128,23 +127,14 @@ class TrainingJobs:
             )
         return status_from_job(ref, job)
 
-    def logs(self, ref: RunRef, follow: bool = False) -> Iterator[str]:
+    def new_log_lines(self, ref: RunRef, cursor: dict[str, Any]) -> Iterator[str]:
         logs = self.clients.get("logs", ref.ids["region"])
-        tokens: dict[str, str | None] = {}
-        return staging.follow_logs(
-            lambda: _new_log_lines(logs, ref.ids["job_name"], tokens),
-            lambda: self.status(ref).state.terminal,
-            follow,
-            poll_s=5,
-        )
+        return _new_log_lines(logs, ref.ids["job_name"], cursor)
 
-    def cancel(self, ref: RunRef) -> RunStatus:
+    def stop(self, ref: RunRef) -> None:
         sm = self.clients.get("sagemaker", ref.ids["region"])
         name = ref.ids["job_name"]
-        return staging.cancel_unless_terminal(
-            lambda: self.status(ref),
-            lambda: sdk.call(lambda: sm.stop_training_job(TrainingJobName=name), "StopTrainingJob"),
-        )
+        sdk.call(lambda: sm.stop_training_job(TrainingJobName=name), "StopTrainingJob")
 
     def _describe(self, ref: RunRef) -> dict[str, Any] | None:
         sm = self.clients.get("sagemaker", ref.ids["region"])

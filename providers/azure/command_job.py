@@ -17,7 +17,7 @@ learn.microsoft.com/azure/machine-learning/how-to-train-distributed-gpu).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from providers import staging
@@ -33,7 +33,6 @@ from providers.base import (
     RunRef,
     RunStatus,
     State,
-    Submitted,
 )
 from providers.contract import launch_command
 from recipes.schema import Recipe
@@ -63,6 +62,7 @@ _STATES = {
 }
 
 
+@staging.cloud_job
 class CommandJobs:
     """Azure ML command jobs on an AmlCompute cluster."""
 
@@ -100,13 +100,14 @@ class CommandJobs:
         }
         return staged.plan(create, compute, notes)
 
-    # --- submit ----------------------------------------------------------------------
+    @property
+    def log_poll_s(self) -> float:
+        return LOG_POLL_S  # read at each use: tests shorten it
 
-    def submit(self, plan: Plan) -> Submitted:
-        return staging.submit(plan, self.storage(_scope(plan.compute)), self)
+    # --- JobApi: the Azure ML calls the pipeline makes --------------------------------
 
-    def latest_attempt(self, plan: Plan) -> int:
-        return staging.latest_attempt(plan, self)
+    def storage(self, plan: Plan) -> DatastoreStorage:
+        return self.datastores(_scope(plan.compute))
 
     def find(self, plan: Plan) -> RunRef | None:
         ref = self._ref(plan)
@@ -144,30 +145,17 @@ class CommandJobs:
             status.artifacts["studio"] = job.studio_url
         return status
 
-    def logs(self, ref: RunRef, follow: bool = False) -> Iterator[str]:
+    def new_log_lines(self, ref: RunRef, cursor: dict[str, Any]) -> list[str]:
         """The job's std_log.txt from the workspace artifact store (what the studio shows)."""
-        storage = self.storage(ref.ids)
         path = LOG_BLOB.format(name=ref.ids["job_name"])
-        position = 0
+        text = self.datastores(ref.ids).read_text("workspaceartifactstore", path)
+        position, cursor["position"] = cursor.get("position", 0), len(text)
+        return text[position:].splitlines(keepends=True)
 
-        def read_new() -> list[str]:
-            nonlocal position
-            text = storage.read_text("workspaceartifactstore", path)
-            lines, position = text[position:].splitlines(keepends=True), len(text)
-            return lines
-
-        finished = lambda: self.status(ref).state.terminal  # noqa: E731
-        return staging.follow_logs(read_new, finished, follow, poll_s=LOG_POLL_S)
-
-    def cancel(self, ref: RunRef) -> RunStatus:
+    def stop(self, ref: RunRef) -> None:
         ml = self.client(ref.ids)
         name = ref.ids["job_name"]
-        return staging.cancel_unless_terminal(
-            lambda: self.status(ref),
-            lambda: sdk.call(
-                lambda: ml.jobs.begin_cancel(name).result(), "cancel the Azure ML job"
-            ),
-        )
+        sdk.call(lambda: ml.jobs.begin_cancel(name).result(), "cancel the Azure ML job")
 
     def _get(self, ref: RunRef) -> Any:
         ml = self.client(ref.ids)
@@ -184,7 +172,7 @@ class CommandJobs:
             )
         return self._ml_client
 
-    def storage(self, scope: dict[str, str]) -> DatastoreStorage:
+    def datastores(self, scope: dict[str, str]) -> DatastoreStorage:
         if self._storage is None:
             self._storage = DatastoreStorage(self.client(scope))
         return self._storage

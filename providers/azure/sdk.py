@@ -16,18 +16,11 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from recipes.errors import ErrorKind, ProviderError, missing_extra
+from recipes.errors import ErrorKind, ProviderError, kind_for_status, missing_extra
 
 T = TypeVar("T")
 API_VERSION = "2025-01-01-preview"  # what azure-ai-ml uses for command jobs
 LOGIN_HINT = "run `az login`, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET"
-_KINDS = {
-    401: ErrorKind.AUTH,
-    403: ErrorKind.AUTH,
-    404: ErrorKind.NOT_FOUND,
-    409: ErrorKind.CONFLICT,
-    429: ErrorKind.THROTTLED,
-}
 
 
 @contextlib.contextmanager
@@ -79,7 +72,7 @@ def call(fn: Callable[[], T], what: str) -> T:
             f"Azure login failed ({first_line(exc)}); {LOGIN_HINT}", ErrorKind.AUTH
         ) from None
     except exceptions.HttpResponseError as exc:
-        kind = _KINDS.get(exc.status_code or 0, ErrorKind.API)
+        kind = kind_for_status(exc.status_code)
         raise ProviderError(
             f"could not {what}: {exc.status_code} {first_line(exc)}", kind
         ) from None

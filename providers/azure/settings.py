@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from providers.base import Capabilities
-from providers.staging import Site, section
+from providers.staging import Needed, Site, needed_settings, section
 from recipes.cost import catalog
-from recipes.errors import Problem, RecipeInputError
 from recipes.schema import Recipe
 from recipes.tags import AZURE as AZURE_TAG_RULES
 
@@ -75,33 +73,28 @@ class Workspace:
         )
 
 
+NEEDED = (
+    *(
+        Needed(key, env, "Azure ML needs the workspace", f"the {key.replace('_', ' ')}")
+        for key, env in SCOPE_ENV.items()
+    ),
+    Needed(
+        "compute",
+        "AZUREML_COMPUTE",
+        "Azure ML needs a compute cluster name",
+        "the AmlCompute cluster",
+    ),
+)
+
+
 def resolve(recipe: Recipe) -> Workspace:
     azure = section(recipe, "azure")
-    values = {key: getattr(azure, key) or os.environ.get(var) for key, var in SCOPE_ENV.items()}
-    problems = [
-        Problem(
-            "Azure ML needs the workspace",
-            field=f"compute.azure.{key}",
-            hint=f"set compute.azure.{key} or {SCOPE_ENV[key]}",
-        )
-        for key, value in values.items()
-        if not value
-    ]
-    cluster = azure.compute or os.environ.get("AZUREML_COMPUTE")
-    if not cluster:
-        problems.append(
-            Problem(
-                "Azure ML needs a compute cluster name",
-                field="compute.azure.compute",
-                hint="set compute.azure.compute or AZUREML_COMPUTE to the AmlCompute cluster",
-            )
-        )
-    if problems:
-        raise RecipeInputError(problems)
+    values = needed_settings("azure", azure, NEEDED)
+    cluster = values.pop("compute")
     return Workspace(
         section=azure,
-        **values,  # type: ignore[arg-type]
+        **values,
         region=azure.region,
         datastore=azure.datastore,
-        cluster=cluster,  # type: ignore[arg-type]
+        cluster=cluster,
     )

@@ -21,8 +21,8 @@ from typing import Any
 
 from providers.azure import sdk
 from providers.azure.settings import SCOPE_ENV as _SCOPE_ENV
-from providers.staging import unless_missing
-from recipes.errors import ErrorKind, Problem, ProviderError, RecipeInputError
+from providers.staging import fetch_file, unless_missing
+from recipes.errors import Problem, RecipeInputError
 
 BLOB_ENDPOINT_ENV = "RECIPE_AZURE_BLOB_ENDPOINT"
 
@@ -124,16 +124,11 @@ def download(uri: str, directory: Path, ml_client: Any = None) -> Path:
     where = parse(uri)
     client = ml_client or sdk.ml_client(where.subscription, where.resource_group, where.workspace)
     target = directory / Path(where.path).name
-    try:
-        container = DatastoreStorage(client).container(where.datastore)
-        blob = container.get_blob_client(where.path)
+
+    def fetch() -> None:
+        blob = DatastoreStorage(client).container(where.datastore).get_blob_client(where.path)
         with target.open("wb") as out:
             sdk.call(lambda: blob.download_blob().readinto(out), f"read {uri}")
-    except ProviderError as exc:
-        target.unlink(missing_ok=True)
-        if exc.kind == ErrorKind.NOT_FOUND:
-            raise RecipeInputError(
-                Problem(f"no such object (datastore '{where.datastore}')", file=uri)
-            ) from None
-        raise
-    return target
+
+    missing = f"no such object (datastore '{where.datastore}')"
+    return fetch_file(uri, target, fetch, missing)

@@ -29,7 +29,6 @@ from providers.base import (
     RunRef,
     RunStatus,
     State,
-    Submitted,
 )
 from providers.contract import launch_command
 from providers.gcp import sdk
@@ -61,6 +60,7 @@ _STATES = {
 }
 
 
+@staging.cloud_job
 class CustomJobs:
     """Vertex AI custom jobs."""
 
@@ -96,14 +96,14 @@ class CustomJobs:
         compute = {"project": setting.project, "target": self.target, "image": image}
         return staged.plan(create, compute)
 
-    # --- submit ----------------------------------------------------------------------
+    @property
+    def log_poll_s(self) -> float:
+        return LOG_POLL_S  # read at each use: tests shorten it
 
-    def submit(self, plan: Plan) -> Submitted:
-        storage = GcsStorage(self.clients.storage(plan.compute["project"]))
-        return staging.submit(plan, storage, self)
+    # --- JobApi: the Vertex AI calls the pipeline makes -------------------------------
 
-    def latest_attempt(self, plan: Plan) -> int:
-        return staging.latest_attempt(plan, self)
+    def storage(self, plan: Plan) -> GcsStorage:
+        return GcsStorage(self.clients.storage(plan.compute["project"]))
 
     def find(self, plan: Plan) -> RunRef | None:
         jobs = self.clients.jobs(plan.compute["region"])
@@ -146,29 +146,19 @@ class CustomJobs:
         )
         return status_from_job(ref, job)
 
-    def logs(self, ref: RunRef, follow: bool = False) -> Iterator[str]:
-        cursor = _LogCursor(ref.ids["job"].rsplit("/", 1)[-1])
-        return staging.follow_logs(
-            lambda: self._new_log_lines(ref.ids["project"], cursor),
-            lambda: self.status(ref).state.terminal,
-            follow,
-            poll_s=LOG_POLL_S,
-        )
-
-    def cancel(self, ref: RunRef) -> RunStatus:
+    def stop(self, ref: RunRef) -> None:
         jobs = self.clients.jobs(ref.ids["region"])
-        return staging.cancel_unless_terminal(
-            lambda: self.status(ref),
-            lambda: sdk.call(
-                lambda: jobs.cancel_custom_job(name=ref.ids["job"], retry=sdk.read_retry()),
-                "CancelCustomJob",
-            ),
+        sdk.call(
+            lambda: jobs.cancel_custom_job(name=ref.ids["job"], retry=sdk.read_retry()),
+            "CancelCustomJob",
         )
 
     # --- logs ------------------------------------------------------------------------
 
-    def _new_log_lines(self, project: str, cursor: _LogCursor) -> Iterator[str]:
+    def new_log_lines(self, ref: RunRef, state: dict[str, Any]) -> Iterator[str]:
         """New Cloud Logging entries of the job (every replica), oldest first."""
+        project = ref.ids["project"]
+        cursor = state.setdefault("cursor", _LogCursor(ref.ids["job"].rsplit("/", 1)[-1]))
         url = f"{self._logging_endpoint}/v2/entries:list"
         session = self.clients.session(self._logging_endpoint)
         query = cursor.filter()

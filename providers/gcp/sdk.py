@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from recipes.errors import ErrorKind, ProviderError, missing_extra
+from recipes.errors import ErrorKind, ProviderError, kind_for_status, missing_extra
 
 T = TypeVar("T")
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
@@ -30,13 +30,6 @@ NO_CREDENTIALS = (
 RETRY_INITIAL_S = 1.0
 RETRY_MAX_S = 30.0
 RETRY_DEADLINE_S = 120.0
-_KINDS = {
-    401: ErrorKind.AUTH,
-    403: ErrorKind.AUTH,
-    404: ErrorKind.NOT_FOUND,
-    409: ErrorKind.CONFLICT,
-    429: ErrorKind.THROTTLED,
-}
 
 
 def module(name: str) -> Any:
@@ -188,7 +181,7 @@ def provider_error(exc: Any, what: str) -> ProviderError:
         line += " (run `gcloud auth application-default login`)"
     elif code == 403:
         line += " (check the project, the Vertex AI API and the caller's roles)"
-    return ProviderError(line, _KINDS.get(code if isinstance(code, int) else 0, ErrorKind.API))
+    return ProviderError(line, kind_for_status(code if isinstance(code, int) else None))
 
 
 def _error_details(exc: Any) -> tuple[str, str]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from providers.base import Capabilities
-from providers.staging import Site, section
+from providers.staging import Needed, Site, needed_settings, section
 from recipes.cost import catalog
 from recipes.errors import Problem, RecipeInputError
 from recipes.schema import Recipe
@@ -52,35 +51,33 @@ class GcpSettings:
         )
 
 
+NEEDED = (
+    Needed(
+        "project",
+        "GOOGLE_CLOUD_PROJECT",
+        "Vertex AI needs a Google Cloud project",
+        "the project id",
+    ),
+    Needed(
+        "staging_bucket",
+        "RECIPE_GCP_BUCKET",
+        "Vertex AI needs a Cloud Storage location for code, data and outputs",
+        "gs://BUCKET[/PREFIX]",
+    ),
+)
+# Cloud Storage bucket names: https://cloud.google.com/storage/docs/buckets#naming
+_BUCKET = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?")
+
+
 def resolve(recipe: Recipe) -> GcpSettings:
     gcp = section(recipe, "gcp")
-    project = gcp.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
-    bucket = gcp.staging_bucket or os.environ.get("RECIPE_GCP_BUCKET")
-    problems = []
-    if not project:
-        problems.append(
-            Problem(
-                "Vertex AI needs a Google Cloud project",
-                field="compute.gcp.project",
-                hint="set compute.gcp.project or GOOGLE_CLOUD_PROJECT to the project id",
-            )
-        )
-    if not bucket:
-        problems.append(
-            Problem(
-                "Vertex AI needs a Cloud Storage location for code, data and outputs",
-                field="compute.gcp.staging_bucket",
-                hint="set compute.gcp.staging_bucket or RECIPE_GCP_BUCKET to gs://BUCKET[/PREFIX]",
-            )
-        )
-    elif not re.fullmatch(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?", bucket):
-        problems.append(
+    values = needed_settings("gcp", gcp, NEEDED)
+    bucket = values["staging_bucket"]
+    if not _BUCKET.fullmatch(bucket):
+        raise RecipeInputError(
             Problem("expected gs://BUCKET[/PREFIX]", field="compute.gcp.staging_bucket")
         )
-    if problems:
-        raise RecipeInputError(problems)
-    bucket = bucket.rstrip("/")  # type: ignore[union-attr]
-    return GcpSettings(section=gcp, project=project, region=gcp.region, bucket=bucket)  # type: ignore[arg-type]
+    return GcpSettings(gcp, values["project"], gcp.region, bucket.rstrip("/"))
 
 
 def wandb_reference(setting: GcpSettings) -> str | None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from providers.gcp import sdk
 from providers.packaging import ARCHIVE_NAME
-from recipes.errors import ErrorKind, Problem, ProviderError, RecipeInputError
+from providers.staging import fetch_file
+from recipes.errors import Problem, RecipeInputError
 
 
 def split_gs(uri: str) -> tuple[str, str]:
@@ -43,7 +44,9 @@ class GcsStorage:
             content_type = "application/jsonl"
         # The same bytes under the same name: repeating an upload is safe, so retry it.
         sdk.call(
-            lambda: blob.upload_from_string(data, content_type=content_type, retry=sdk.storage_retry()),
+            lambda: blob.upload_from_string(
+                data, content_type=content_type, retry=sdk.storage_retry()
+            ),
             f"upload {uri}",
         )
 
@@ -59,12 +62,8 @@ def download(location: str, directory: Path, client: Any = None) -> Path:
         raise RecipeInputError(Problem("expected gs://BUCKET/OBJECT", file=location))
     client = client or sdk.Clients().storage(project=None)
     target = directory / Path(name).name
-    try:
-        blob = client.bucket(bucket).blob(name)
-        sdk.call(lambda: blob.download_to_filename(str(target)), f"read {location}")
-    except ProviderError as exc:
-        target.unlink(missing_ok=True)
-        if exc.kind == ErrorKind.NOT_FOUND:
-            raise RecipeInputError(Problem("no such object", file=location)) from None
-        raise
-    return target
+    blob = client.bucket(bucket).blob(name)
+    fetch = lambda: sdk.call(  # noqa: E731
+        lambda: blob.download_to_filename(str(target)), f"read {location}"
+    )
+    return fetch_file(location, target, fetch)

@@ -15,11 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from providers import capabilities
+from providers import capabilities, staging
 from providers.base import (
     Capabilities,
     Estimate,
@@ -40,7 +39,6 @@ from providers.contract import (
     run_tags,
 )
 from providers.local import runtime as rt
-from providers.staging import cancel_unless_terminal, follow_logs
 from recipes.home import runs_dir
 from recipes.schema import Recipe
 
@@ -202,40 +200,36 @@ class LocalRuns:
             status.log_tail = rt.tail(run_dir / rt.TRAIN_LOG, 20)
         return status
 
-    def logs(self, ref: RunRef, follow: bool = False) -> Iterator[str]:
+    # --- logs and cancel: the shared methods, with this machine's calls --------------
+
+    logs = staging.job_logs
+    cancel = staging.cancel_job
+    log_poll_s = 0.5
+    cancel_timeout_s = 30.0
+
+    def new_log_lines(self, ref: RunRef, cursor: dict[str, Any]) -> list[str]:
         path = Path(ref.ids["run_dir"]) / rt.TRAIN_LOG
-        position = 0
+        if not path.exists():
+            return []
+        with path.open("r", encoding="utf-8", errors="replace") as fh:
+            fh.seek(cursor.get("position", 0))
+            chunk = fh.read()
+            cursor["position"] = fh.tell()
+        return chunk.splitlines(keepends=True)
 
-        def read_new() -> list[str]:
-            nonlocal position
-            if not path.exists():
-                return []
-            with path.open("r", encoding="utf-8", errors="replace") as fh:
-                fh.seek(position)
-                chunk = fh.read()
-                position = fh.tell()
-            return chunk.splitlines(keepends=True)
-
-        finished = lambda: self.status(ref).state.terminal  # noqa: E731
-        return follow_logs(read_new, finished, follow, poll_s=0.5)
-
-    def cancel(self, ref: RunRef, timeout: float = 30.0) -> RunStatus:
+    def stop(self, ref: RunRef) -> None:
+        """SIGTERM to the whole process group, then wait for the supervisor to record it."""
         run_dir = Path(ref.ids["run_dir"])
-
-        def stop() -> None:
-            """SIGTERM to the whole process group, then wait for the supervisor to record it."""
-            pgid = rt.read_json(run_dir / rt.STATE).get("pgid")
-            if pgid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(int(pgid), signal.SIGTERM)
-            deadline = time.time() + timeout
-            while time.time() < deadline:
-                if self.status(ref).state.terminal:
-                    return
-                time.sleep(0.2)
-            rt.update_state(run_dir, state="cancelled", message="cancelled (did not stop in time)")
-
-        return cancel_unless_terminal(lambda: self.status(ref), stop)
+        pgid = rt.read_json(run_dir / rt.STATE).get("pgid")
+        if pgid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pgid), signal.SIGTERM)
+        deadline = time.time() + self.cancel_timeout_s
+        while time.time() < deadline:
+            if self.status(ref).state.terminal:
+                return
+            time.sleep(0.2)
+        rt.update_state(run_dir, state="cancelled", message="cancelled (did not stop in time)")
 
 
 def _alive(pid: Any) -> bool:
