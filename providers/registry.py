@@ -123,14 +123,19 @@ def for_run(ref: RunRef, **clients: Any) -> JobBackend:
 
 
 def cluster_backend(name: str, recipe: Recipe, **clients: Any) -> ClusterBackend:
-    """The cluster seam of the recipe's target; an error when that target has no clusters."""
+    """The cluster seam of the recipe's target; an error, with the reason, when there is none."""
+    support = supports(name, "clusters")
+    if not support.supported:
+        raise RecipeInputError(
+            Problem(f"{name} has no clusters to manage", field="--provider", hint=support.reason)
+        )
     backend = for_recipe(name, recipe, **clients)
     if not isinstance(backend, ClusterBackend):
         raise RecipeInputError(
             Problem(
-                f"{name} target '{backend.target}' runs no cluster of its own",
+                f"{name} target '{backend.target}' runs on no cluster of its own",
                 field=f"compute.{name}.target",
-                hint="clusters are for compute.aws.target: hyperpod",
+                hint="`recipe cluster` is for compute.aws.target: hyperpod",
             )
         )
     return backend

@@ -109,3 +109,54 @@ def test_schema_is_json_schema(cli: CLI) -> None:
     schema = json.loads(result.stdout)
     assert schema["title"] == "Recipe"
     assert "training" in schema["properties"]
+
+
+def test_runs_table_never_cuts_a_run_id(cli: CLI, home: Path) -> None:
+    """Run ids are copied from `recipe runs` into `recipe status`: a narrow terminal folds
+    the other columns, never the id."""
+    from providers.base import RunRef, State
+    from recipes.app.ledger import Ledger
+
+    run_id = "support-triage-with-a-long-name-20261123-134501-ab12"
+    home.mkdir(parents=True, exist_ok=True)
+    ref = RunRef("local", run_id, {"run_dir": str(home / run_id)})
+    Ledger(home / "ledger.sqlite").record(ref, "support-triage", "r.yaml", State.SUCCEEDED)
+    for columns in ("40", "80"):
+        cli.env["COLUMNS"] = columns
+        result = cli("runs")
+        assert result.returncode == 0, result.stderr
+        assert run_id in result.stdout, result.stdout
+
+
+def test_progress_lines_without_a_terminal_say_only_what_changed() -> None:
+    """CI logs: a line when the phase or state changes or another tenth of the steps is
+    done, otherwise a heartbeat at most every 30 s; never the same line every poll."""
+    from providers.base import RunStatus, State
+    from recipes.cli import render
+
+    now = [0.0]
+    printed: list[str] = []
+    original = render.err.print
+    render.err.print = lambda text, **_: printed.append(text)  # type: ignore[method-assign]
+    try:
+        update = render.line_printer(clock=lambda: now[0])
+
+        def poll(state: State, step: int | None, seconds: float) -> None:
+            status = RunStatus("r", "local", state, step=step, total_steps=100)
+            update(status)
+            now[0] += seconds
+
+        for _ in range(25):  # 25 s queued, polled every second
+            poll(State.QUEUED, None, 1.0)
+        assert printed == ["queued"]
+        for step in range(0, 10):  # within the first tenth of the steps
+            poll(State.RUNNING, step, 1.0)
+        assert printed == ["queued", "training step 0/100"]
+        poll(State.RUNNING, 10, 1.0)  # a new tenth
+        assert printed[-1] == "training step 10/100"
+        for _ in range(31):  # stuck at one step: a heartbeat after 30 s, not before
+            poll(State.RUNNING, 11, 1.0)
+        assert printed[-2:] == ["training step 10/100", "training step 11/100"]
+        assert len(printed) == 4
+    finally:
+        render.err.print = original  # type: ignore[method-assign]
