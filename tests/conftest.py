@@ -15,6 +15,19 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 CATALOG = REPO / "recipes" / "catalog"
 SUPPORT_DATA = CATALOG / "data" / "support"
+QUICKSTART = CATALOG / "quickstart.yaml"
+MULTINODE = CATALOG / "support-triage-multinode.yaml"
+HYPERPOD = CATALOG / "support-triage-hyperpod.yaml"
+CLOUD_DEFAULTS = {  # for catalog recipes without a compute.<cloud> block
+    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/recipe-sagemaker-training",
+    "RECIPE_AWS_BUCKET": "s3://recipe-artifacts-123456789012/fine-tunes",
+    "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
+    "AZURE_RESOURCE_GROUP": "rg-ml",
+    "AZUREML_WORKSPACE_NAME": "ws-ml",
+    "AZUREML_COMPUTE": "gpu-cluster",
+    "GOOGLE_CLOUD_PROJECT": "recipe-ml-dev",
+    "RECIPE_GCP_BUCKET": "gs://recipe-artifacts-dev/fine-tunes",
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,11 +1,13 @@
-"""SageMaker training jobs through real boto3: moto in-process, moto over HTTP, and a
-botocore-level fake only for what moto lacks (status transitions, StopTrainingJob)."""
+"""SageMaker training jobs, what is particular to them: the CreateTrainingJob body and
+SageMaker's limits, what moto makes of a submitted job, status messages, and the CLI
+against moto over HTTP. The contract every backend keeps (pure plans, idempotent submit,
+uploads, throttling, refused creates, credentials, states, cancel) is
+tests/test_backend_contract.py."""
 
 from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -15,31 +17,26 @@ import pytest
 from moto import mock_aws
 
 from providers.aws.training_job import TrainingJobs
-from providers.base import Plan, ProviderError, RunRef, State
+from providers.base import Plan, State
 from providers.staging import cloud_identity
 from recipes.errors import RecipeInputError
 from recipes.loader import load_recipe
-from tests.conftest import CATALOG, CLI
-from tests.http_fake import FakeServer, Seen, json_reply
-
-MULTINODE = CATALOG / "support-triage-multinode.yaml"
-REGION = "us-east-1"
-BUCKET = "recipe-artifacts-123456789012"
-FAKE_KEYS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
+from tests.conftest import CATALOG, CLI, MULTINODE
+from tests.fakes.aws import (
+    BUCKET,
+    REGION,
+    http_client,
+    moto_server,
+    server_env,
+    set_training_job,
+    use_fake_keys,
+)
+from tests.fakes.aws import bucket as make_bucket
 
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in FAKE_KEYS.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    use_fake_keys(monkeypatch)
 
 
 def plan_for(path: Path, overrides: list[str] | None = None, attempt: int = 1) -> Plan:
@@ -50,29 +47,15 @@ def plan_for(path: Path, overrides: list[str] | None = None, attempt: int = 1) -
 
 
 def moto_provider() -> TrainingJobs:
-    clients = {
-        f"{s}:{REGION}": boto3.client(s, region_name=REGION) for s in ("sagemaker", "s3", "logs")
-    }
-    clients[f"s3:{REGION}"].create_bucket(Bucket=BUCKET)
-    return TrainingJobs(clients=clients)
-
-
-def ref_for(plan: Plan) -> RunRef:
-    name = plan.identity.run_id
-    return RunRef(provider="aws", run_id=name, ids={"region": REGION, "job_name": name})
+    clients = {f"{s}:{REGION}": boto3.client(s, region_name=REGION) for s in ("sagemaker", "logs")}
+    return TrainingJobs(clients={**clients, f"s3:{REGION}": make_bucket()})
 
 
 # --- plan ------------------------------------------------------------------------------------
 
 
-def test_plan_is_pure_and_complete(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_network(*_args: Any, **_kwargs: Any) -> None:
-        raise AssertionError("plan() touched the network")
-
-    monkeypatch.setattr(socket, "socket", no_network)
-    monkeypatch.setattr(socket, "create_connection", no_network)
+def test_plan_is_complete() -> None:
     plan = plan_for(MULTINODE)
-    assert plan.to_dict() == plan_for(MULTINODE).to_dict()
     create = plan.requests[-1]
     assert create.api == "sagemaker:CreateTrainingJob"
     body = create.body
@@ -99,13 +82,6 @@ def test_plan_is_pure_and_complete(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (
         plan.estimate.spot_usd is not None and plan.estimate.spot_usd < plan.estimate.on_demand_usd
     )
-
-
-def test_no_secret_in_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_API_KEY", "sk-wandb-should-never-travel")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-should-never-travel")
-    text = json.dumps(plan_for(MULTINODE).to_dict())
-    assert "should-never-travel" not in text
 
 
 def test_online_wandb_without_a_secret_reference_is_refused() -> None:
@@ -149,245 +125,46 @@ def test_role_and_bucket_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @mock_aws
-def test_submit_sends_the_plan_and_is_idempotent(aws_env: None) -> None:
+def test_sagemaker_accepts_the_job_as_planned(aws_env: None) -> None:
+    """What moto stores for the job, as DescribeTrainingJob and ListTags answer it."""
     provider = moto_provider()
     plan = plan_for(MULTINODE)
     ref = provider.submit(plan).ref
-    assert ref.run_id == plan.identity.run_id and "arn" in ref.ids
-
-    sm, s3 = provider.clients.get("sagemaker", REGION), provider.clients.get("s3", REGION)
+    assert ref.ids["arn"].endswith(f"training-job/{ref.run_id}")
+    sm = provider.clients.get("sagemaker", REGION)
     job = sm.describe_training_job(TrainingJobName=ref.run_id)
     body = plan.requests[-1].body
-    for key in (
-        "RoleArn",
-        "ResourceConfig",
-        "StoppingCondition",
-        "CheckpointConfig",
-        "OutputDataConfig",
-    ):
+    for key in ("RoleArn", "ResourceConfig", "StoppingCondition", "CheckpointConfig"):
         assert job[key] == body[key], key
-    assert (
-        job["AlgorithmSpecification"]["ContainerEntrypoint"]
-        == body["AlgorithmSpecification"]["ContainerEntrypoint"]
-    )
     assert job["EnableManagedSpotTraining"] is True
     tags = sm.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
     assert {t["Key"]: t["Value"] for t in tags} == plan.tags
 
-    # Every planned upload is there, tagged with the run's tags.
-    for upload in plan.requests[:-1]:
-        key = upload.body["uri"].split(f"{BUCKET}/", 1)[1]
-        tagging = s3.get_object_tagging(Bucket=BUCKET, Key=key)["TagSet"]
-        assert {t["Key"]: t["Value"] for t in tagging}["run_id"] == plan.identity.run_id
-    recipe_key = plan.requests[-2].body["uri"].split(f"{BUCKET}/", 1)[1]
-    stored = json.loads(s3.get_object(Bucket=BUCKET, Key=recipe_key)["Body"].read())
-    assert stored == plan.requests[-2].body["content"]
-
-    again = provider.submit(plan_for(MULTINODE))
-    assert again.existing
-    assert len(sm.list_training_jobs()["TrainingJobSummaries"]) == 1
-    assert provider.latest_attempt(plan) == 1
-
 
 @mock_aws
-def test_unchanged_code_and_data_are_not_uploaded_again(aws_env: None) -> None:
+def test_status_message_and_artifacts(aws_env: None) -> None:
     provider = moto_provider()
-    s3 = provider.clients.get("s3", REGION)
-    puts: list[str] = []
-    s3.meta.events.register(
-        "before-call.s3.PutObject", lambda params, **_: puts.append(params["url_path"])
-    )
-    provider.submit(plan_for(MULTINODE))
-    assert len(puts) == 4  # code, train, golden, recipe.json
-    puts.clear()
-    provider.submit(plan_for(MULTINODE, attempt=2))
-    assert [p.rsplit("/", 1)[-1] for p in puts] == ["recipe.json"]
-
-
-@mock_aws
-def test_failed_create_leaves_no_orphan(aws_env: None) -> None:
-    provider = moto_provider()
-    sm = provider.clients.get("sagemaker", REGION)
-    BotocoreFake(sm).fail(
-        "CreateTrainingJob",
-        400,
-        "ResourceLimitExceeded",
-        "The account-level service limit 'ml.g5.12xlarge for spot training job usage' is 0 Instances",
-    )
-    plan = plan_for(MULTINODE)
-    with pytest.raises(ProviderError) as err:
-        provider.submit(plan)
-    message = str(err.value)
-    assert "ResourceLimitExceeded" in message and "left in S3, tagged" in message
-    s3 = provider.clients.get("s3", REGION)
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
-    assert not any(k.endswith("recipe.json") for k in keys)  # run-scoped: removed
-    assert any(k.endswith("sourcedir.tar.gz") for k in keys)  # content-addressed: reported
-
-
-# --- what moto lacks: a botocore-level fake ---------------------------------------------------
-
-
-class BotocoreFake:
-    """Answers chosen operations of a real boto3 client before they reach the wire."""
-
-    def __init__(self, client: Any):
-        self.client = client
-        self.calls: list[str] = []
-
-    def answer(self, operation: str, responses: list[dict[str, Any]]) -> None:
-        queue = list(responses)
-
-        def handler(**_kwargs: Any) -> Any:
-            self.calls.append(operation)
-            from botocore.awsrequest import AWSResponse
-
-            response = queue.pop(0) if len(queue) > 1 else queue[0]
-            return AWSResponse("https://fake", 200, {}, None), response
-
-        self.client.meta.events.register(f"before-call.sagemaker.{operation}", handler)
-
-    def fail(self, operation: str, status: int, code: str, message: str) -> None:
-        from botocore.exceptions import ClientError
-
-        def handler(**_kwargs: Any) -> Any:
-            self.calls.append(operation)
-            raise ClientError(
-                {
-                    "Error": {"Code": code, "Message": message},
-                    "ResponseMetadata": {"HTTPStatusCode": status},
-                },
-                operation,
-            )
-
-        self.client.meta.events.register(f"before-call.sagemaker.{operation}", handler)
-
-
-def job_state(primary: str, secondary: str, message: str = "") -> dict[str, Any]:
-    return {
-        "TrainingJobName": "j",
-        "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/j",
-        "TrainingJobStatus": primary,
-        "SecondaryStatus": secondary,
-        "SecondaryStatusTransitions": [
-            {"Status": secondary, "StartTime": time.time(), "StatusMessage": message}
-        ],
-    }
-
-
-@mock_aws
-def test_status_transitions_and_cancel(aws_env: None) -> None:
-    provider = moto_provider()
-    plan = plan_for(MULTINODE)
-    ref = provider.submit(plan).ref
-    fake = BotocoreFake(provider.clients.get("sagemaker", REGION))
-    fake.answer(
-        "DescribeTrainingJob",
-        [
-            job_state("InProgress", "Starting", "Preparing the instances for training"),
-            job_state("InProgress", "Downloading", "Downloading input data"),
-            job_state(
-                "InProgress", "Training", "Training image download completed. Training in progress."
-            ),
-            job_state("InProgress", "Training"),  # cancel() looks first
-            job_state("Stopping", "Stopping"),
-            job_state("Stopped", "Stopped", "Training job stopped"),
-        ],
-    )
-    fake.answer("StopTrainingJob", [{}])
-    seen = [provider.status(ref).state for _ in range(3)]
-    assert seen == [State.QUEUED, State.QUEUED, State.RUNNING]
-    assert provider.cancel(ref).state == State.RUNNING  # Stopping: not over yet
-    final = provider.status(ref)
-    assert final.state == State.CANCELLED and "Training job stopped" in final.message
-    assert "StopTrainingJob" in fake.calls
-
-
-@pytest.mark.parametrize(
-    ("primary", "secondary", "state"),
-    [
-        ("Completed", "Completed", State.SUCCEEDED),
-        ("Failed", "Failed", State.FAILED),
-        ("Stopped", "MaxRuntimeExceeded", State.FAILED),
-        ("Stopped", "MaxWaitTimeExceeded", State.FAILED),
-        ("InProgress", "Interrupted", State.RUNNING),
-        ("InProgress", "LaunchingMLInstances", State.QUEUED),
-    ],
-)
-def test_state_mapping(primary: str, secondary: str, state: State) -> None:
-    from providers.aws.training_job import status_from_job
-
-    ref = RunRef(provider="aws", run_id="j", ids={"region": REGION, "job_name": "j"})
-    assert status_from_job(ref, job_state(primary, secondary)).state == state
-
-
-def test_throttling_and_5xx_are_retried() -> None:
-    """Real botocore retries against an HTTP fake answering 429-style and 5xx first."""
-    from botocore.config import Config
-
-    answers = [
-        json_reply(400, {"__type": "ThrottlingException", "message": "Rate exceeded"}),
-        json_reply(503, {"__type": "ServiceUnavailable", "message": "try later"}),
-        json_reply(
-            200, {"TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/j"}
-        ),
-    ]
-
-    def reply(_: Seen, __: Any) -> Any:
-        return answers.pop(0)
-
-    with FakeServer() as server:
-        server.route("POST", r"/", reply)
-        client = boto3.client(
-            "sagemaker",
-            region_name=REGION,
-            endpoint_url=server.url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"max_attempts": 8, "mode": "standard"}),
-        )
-        from providers.aws.sdk import call
-
-        start = time.time()
-        result = call(
-            lambda: client.create_training_job(
-                TrainingJobName="j",
-                RoleArn="arn:aws:iam::123456789012:role/ft",
-                OutputDataConfig={"S3OutputPath": "s3://b/o"},
-                AlgorithmSpecification={"TrainingInputMode": "File"},
-            ),
-            "CreateTrainingJob",
-        )
-    assert result["TrainingJobArn"].endswith("/j")
-    assert len(server.seen) == 3 and time.time() - start < 30
-    assert server.seen[0].headers["x-amz-target"] == "SageMaker.CreateTrainingJob"
+    ref = provider.submit(plan_for(MULTINODE)).ref
+    set_training_job(ref.run_id, "Stopped", "Stopped", "Training job stopped")
+    stopped = provider.status(ref)
+    assert stopped.state == State.CANCELLED
+    assert stopped.message == "Stopped/Stopped: Training job stopped"
+    assert stopped.artifacts["checkpoints"].endswith(f"/runs/{ref.run_id}/checkpoints")
+    assert stopped.artifacts["job"] == ref.ids["arn"]
 
 
 # --- the CLI against a moto server over HTTP -------------------------------------------------
 
 
 @pytest.fixture
-def moto_server(cli: CLI) -> Any:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    cli.env.update(FAKE_KEYS)
-    cli.env["AWS_ENDPOINT_URL"] = endpoint
-    boto3.client("s3", endpoint_url=endpoint, region_name=REGION, **_keys()).create_bucket(
-        Bucket=BUCKET
-    )
-    yield endpoint
-    server.stop()
+def moto_endpoint(cli: CLI) -> Any:
+    with moto_server() as endpoint:
+        cli.env.update(server_env(endpoint))
+        http_client("s3", endpoint).create_bucket(Bucket=BUCKET)
+        yield endpoint
 
 
-def _keys() -> dict[str, str]:
-    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-def test_cli_run_status_logs_cancel_over_http(cli: CLI, moto_server: str) -> None:
+def test_cli_run_status_logs_cancel_over_http(cli: CLI, moto_endpoint: str) -> None:
     plan = cli("plan", str(MULTINODE), "--provider", "aws", "--format", "json")
     assert plan.returncode == 0, plan.stderr
     planned = json.loads(plan.stdout)
@@ -398,7 +175,7 @@ def test_cli_run_status_logs_cancel_over_http(cli: CLI, moto_server: str) -> Non
     run_id = run.stdout.strip()
     assert run_id == planned["run_id"]
 
-    sm = boto3.client("sagemaker", endpoint_url=moto_server, region_name=REGION, **_keys())
+    sm = http_client("sagemaker", moto_endpoint)
     job = sm.describe_training_job(TrainingJobName=run_id)
     assert job["ResourceConfig"] == body["ResourceConfig"]
     assert (
@@ -411,7 +188,7 @@ def test_cli_run_status_logs_cancel_over_http(cli: CLI, moto_server: str) -> Non
     assert "already exists" in again.stderr
     assert len(sm.list_training_jobs()["TrainingJobSummaries"]) == 1
 
-    logs = boto3.client("logs", endpoint_url=moto_server, region_name=REGION, **_keys())
+    logs = http_client("logs", moto_endpoint)
     group = "/aws/sagemaker/TrainingJobs"
     logs.create_log_group(logGroupName=group)
     stream = f"{run_id}/algo-1-1700000000"
@@ -447,22 +224,3 @@ def test_cli_budget_guard(cli: CLI) -> None:
     assert "on demand $" in result.stderr and "--override-budget" in result.stderr
     over = cli("plan", str(MULTINODE), "--provider", "aws", "budget.max_usd=0.5")
     assert over.returncode == 0  # plan shows; only run refuses
-
-
-def test_cli_missing_credentials_is_one_line(cli: CLI, tmp_path: Path) -> None:
-    for key in list(cli.env):
-        if key.startswith("AWS_"):
-            del cli.env[key]
-    cli.env.update(
-        {
-            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-            "AWS_CONFIG_FILE": str(tmp_path / "none"),
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-    )
-    result = cli("run", str(MULTINODE), "--provider", "aws")
-    assert result.returncode == 3
-    assert result.stderr.strip().splitlines() == [
-        "error: no AWS credentials found (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
-        "AWS_SECRET_ACCESS_KEY, or run `aws sso login`)"
-    ]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
 
 from tests.conftest import CATALOG, CLI, SUPPORT_DATA
-from tests.http_fake import FakeServer, Reply, Seen, json_reply
+from tests.fakes.aws import http_client, moto_server, server_env
+from tests.fakes.azure import SUB as SUBSCRIPTION
+from tests.fakes.azure import FakeCredential, azureml_datastore_reads
+from tests.fakes.gcp import gcs_reads
 
 GOOD = {
     "messages": [
@@ -211,33 +212,14 @@ def test_preview_marks_only_the_answer(cli: CLI, tmp_path: Path) -> None:
 
 def test_s3_source_through_a_moto_server(cli: CLI, tmp_path: Path) -> None:
     """The real boto3 code path, against moto's S3 over HTTP on loopback."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        aws = {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+    with moto_server() as endpoint:
+        s3 = http_client("s3", endpoint)
         s3.create_bucket(Bucket="tickets")
         bad = tmp_path / "bad.jsonl"
         write_defects(bad)
         s3.upload_file(str(bad), "tickets", "support/bad.jsonl")
         s3.upload_file(str(SUPPORT_DATA / "golden.jsonl"), "tickets", "support/golden.jsonl")
-        cli.env.update(aws)
+        cli.env.update(server_env(endpoint))
 
         result = cli("data", "check", "s3://tickets/support/bad.jsonl")
         assert result.returncode == 2
@@ -247,32 +229,6 @@ def test_s3_source_through_a_moto_server(cli: CLI, tmp_path: Path) -> None:
         assert json.loads(good.stdout)[0]["examples"] == 240
         missing = cli("data", "check", "s3://tickets/nope.jsonl")
         assert missing.returncode == 2 and "no such object" in missing.stderr
-    finally:
-        server.stop()
-
-
-def fake_gcs(objects: dict[str, bytes]) -> FakeServer:
-    """Cloud Storage's JSON API as google-cloud-storage calls it: bucket metadata, then media."""
-    server = FakeServer()
-
-    def bucket(_: Seen, match: re.Match[str]) -> Reply:
-        name = match["bucket"]
-        if not any(key.startswith(name + "/") for key in objects):
-            return json_reply(
-                404, {"error": {"code": 404, "message": "The specified bucket does not exist."}}
-            )
-        return json_reply(200, {"kind": "storage#bucket", "name": name, "location": "US"})
-
-    def media(request: Seen, match: re.Match[str]) -> Reply:
-        assert request.query.get("alt") == ["media"]
-        key = f"{match['bucket']}/{unquote(match['name'])}"
-        if key not in objects:
-            return json_reply(404, {"error": {"code": 404, "message": f"No such object: {key}"}})
-        return 200, {"Content-Type": "application/octet-stream"}, objects[key]
-
-    server.route("GET", r"/storage/v1/b/(?P<bucket>[^/]+)", bucket)
-    server.route("GET", r"/download/storage/v1/b/(?P<bucket>[^/]+)/o/(?P<name>.+)", media)
-    return server
 
 
 def test_gs_source_through_the_storage_sdk(cli: CLI, tmp_path: Path) -> None:
@@ -283,7 +239,7 @@ def test_gs_source_through_the_storage_sdk(cli: CLI, tmp_path: Path) -> None:
         "tickets/support/bad.jsonl": bad.read_bytes(),
         "tickets/support/golden.jsonl": (SUPPORT_DATA / "golden.jsonl").read_bytes(),
     }
-    with fake_gcs(objects) as server:
+    with gcs_reads(objects) as server:
         cli.env["STORAGE_EMULATOR_HOST"] = server.url
 
         result = cli("data", "check", "gs://tickets/support/bad.jsonl")
@@ -305,98 +261,17 @@ def test_unknown_remote_scheme_is_named(cli: CLI) -> None:
     assert "ftp:// is not a data source" in result.stderr
 
 
-SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
-WORKSPACE_PATH = (
-    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-ml/providers/"
-    "Microsoft.MachineLearningServices/workspaces/ws-ml"
-)
-CONTAINER = "azureml-blobstore-11111111-2222-3333-4444-555555555555"
-FAKE_SAS = "sv=2025-01-05&sr=c&sp=r&sig=not-a-real-signature"  # not a credential
-
-
-def fake_azureml(blobs: dict[str, bytes]) -> FakeServer:
-    """ARM (datastore get, listSecrets) and Blob storage as azure-ai-ml and azure-storage-blob call them."""
-    server = FakeServer()
-
-    def datastore(_: Seen, match: re.Match[str]) -> Reply:
-        name = match["name"]
-        if name != "workspaceblobstore":
-            return json_reply(
-                404,
-                {"error": {"code": "UserError", "message": f"Datastore {name} not found"}},
-                {"x-ms-error-code": "ResourceNotFound"},
-            )
-        return json_reply(
-            200,
-            {
-                "id": f"{WORKSPACE_PATH}/datastores/{name}",
-                "name": name,
-                "type": "Microsoft.MachineLearningServices/workspaces/datastores",
-                "properties": {
-                    "datastoreType": "AzureBlob",
-                    "accountName": "stmlworkspace",
-                    "containerName": CONTAINER,
-                    "endpoint": "core.windows.net",
-                    "protocol": "https",
-                    "credentials": {"credentialsType": "Sas"},
-                    "isDefault": True,
-                    "tags": {},
-                    "properties": {},
-                },
-            },
-        )
-
-    def secrets(request: Seen, _: re.Match[str]) -> Reply:
-        assert request.query["api-version"], "azure-ai-ml always names the API version"
-        return json_reply(200, {"secretsType": "Sas", "sasToken": FAKE_SAS})
-
-    def blob(request: Seen, match: re.Match[str]) -> Reply:
-        data = blobs.get(unquote(match["blob"]))
-        if data is None:
-            return (
-                404,
-                {"x-ms-error-code": "BlobNotFound", "Content-Type": "application/xml"},
-                (
-                    b'<?xml version="1.0" encoding="utf-8"?><Error><Code>BlobNotFound</Code>'
-                    b"<Message>The specified blob does not exist.</Message></Error>"
-                ),
-            )
-        first, last = (int(x) for x in request.headers["x-ms-range"].split("=")[1].split("-"))
-        last = min(last, len(data) - 1)
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "Content-Range": f"bytes {first}-{last}/{len(data)}",
-            "x-ms-blob-type": "BlockBlob",
-            "ETag": '"0x8DCAFE"',
-            "Last-Modified": "Sun, 22 Nov 2026 10:00:00 GMT",
-        }
-        return 206, headers, data[first : last + 1]
-
-    base = re.escape(WORKSPACE_PATH)
-    server.route("GET", base + r"/datastores/(?P<name>[^/]+)", datastore)
-    server.route("POST", base + r"/datastores/(?P<name>[^/]+)/listSecrets", secrets)
-    server.route("GET", rf"/stmlworkspace/{CONTAINER}/(?P<blob>.+)", blob)
-    return server
-
-
 def test_azureml_source_through_azure_ai_ml(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The real MLClient resolves the datastore over HTTP; azure-storage-blob reads the blob."""
-    import time
-
     from azure.ai.ml import MLClient
-    from azure.core.credentials import AccessToken
 
     from providers.azure.storage import download
     from recipes.errors import RecipeInputError
 
-    class FakeCredential:
-        def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
-            return AccessToken("fake-token", int(time.time()) + 3600)
-
     golden = (SUPPORT_DATA / "golden.jsonl").read_bytes()
-    with fake_azureml({"support/golden.jsonl": golden}) as server:
+    with azureml_datastore_reads({"support/golden.jsonl": golden}) as server:
         monkeypatch.setenv("AZUREML_DEV_URL_MFE", server.url)  # azure-ai-ml's ARM endpoint
         monkeypatch.setenv("RECIPE_AZURE_BLOB_ENDPOINT", f"{server.url}/stmlworkspace")
         monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)  # for the short form

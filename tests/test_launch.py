@@ -122,7 +122,9 @@ def test_azure_job_gets_the_wandb_key_from_key_vault(
     def secret(request: Seen, _: object) -> tuple[int, dict[str, str], bytes]:
         if request.headers.get("authorization") != "Bearer vault-token":
             return json_reply(401, {"error": {"code": "Unauthorized"}})
-        return json_reply(200, {"value": "wandb-fake-key-0000000000000000000000000000000", "id": request.path})
+        return json_reply(
+            200, {"value": "wandb-fake-key-0000000000000000000000000000000", "id": request.path}
+        )
 
     with FakeServer() as server:
         server.route("GET", r"^/identity", identity_token)

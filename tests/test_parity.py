@@ -23,8 +23,7 @@ from providers.registry import PROVIDERS, for_recipe
 from providers.staging import cloud_identity
 from recipes.errors import RecipeInputError
 from recipes.loader import load_recipe
-from tests.conftest import CATALOG
-from tests.test_plan import CLOUD_DEFAULTS
+from tests.conftest import CATALOG, CLOUD_DEFAULTS
 
 # (view field, provider) -> why that backend differs on purpose.
 DIFFERENCES: dict[tuple[str, str], str] = {

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.http_fake import FakeServer, Seen, json_reply
+from tests.fakes.http import FakeServer, Seen, json_reply
 from training_scripts import secrets
 
 

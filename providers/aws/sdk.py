@@ -12,6 +12,7 @@ import contextlib
 import json
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -216,15 +217,42 @@ def eks_token(sts: Any, cluster_name: str) -> str:
     return "k8s-aws-v1." + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
 
 
+# The kubernetes client retries nothing; the API server answers 429 (with Retry-After) when
+# it sheds load and 5xx when a webhook or etcd is briefly unavailable. Every call made here
+# is safe to repeat: reads, deletes, and creates of a named object (a repeat is a 409).
+K8S_ATTEMPTS = 5
+K8S_BACKOFF_S = 1.0  # doubled after each attempt; module-level so tests can shorten it
+K8S_MAX_WAIT_S = 30.0
+
+
 def k8s(fn: Callable[[], T], what: str) -> T:
-    """One Kubernetes call; an ApiException becomes a typed ProviderError."""
+    """One Kubernetes call, retried on 429 and 5xx; an ApiException becomes a typed
+    ProviderError."""
     from kubernetes.client.exceptions import ApiException
 
-    try:
-        return fn()
-    except ApiException as exc:
-        reason = exc.reason or ""
-        with contextlib.suppress(TypeError, ValueError, AttributeError):
-            reason = json.loads(exc.body).get("message", reason)
-        kind = kind_for_status(exc.status)
-        raise ProviderError(f"Kubernetes refused to {what}: {exc.status} {reason}", kind) from None
+    for attempt in range(K8S_ATTEMPTS):
+        try:
+            return fn()
+        except ApiException as exc:
+            retryable = exc.status == 429 or (exc.status or 0) >= 500
+            if retryable and attempt + 1 < K8S_ATTEMPTS:
+                time.sleep(_k8s_wait(exc, attempt))
+                continue
+            reason = exc.reason or ""
+            with contextlib.suppress(TypeError, ValueError, AttributeError):
+                reason = json.loads(exc.body).get("message", reason)
+            kind = kind_for_status(exc.status)
+            if retryable:
+                kind = ErrorKind.THROTTLED if exc.status == 429 else ErrorKind.UNREACHABLE
+            raise ProviderError(
+                f"Kubernetes refused to {what}: {exc.status} {reason}", kind
+            ) from None
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _k8s_wait(exc: Any, attempt: int) -> float:
+    """Retry-After when the server gives one (seconds), else exponential backoff."""
+    headers = exc.headers or {}
+    with contextlib.suppress(TypeError, ValueError):
+        return min(float(headers.get("Retry-After")), K8S_MAX_WAIT_S)
+    return min(K8S_BACKOFF_S * 2**attempt, K8S_MAX_WAIT_S)

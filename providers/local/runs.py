@@ -21,6 +21,7 @@ from typing import Any
 from providers import capabilities, staging
 from providers.base import (
     Capabilities,
+    ErrorKind,
     Estimate,
     Plan,
     ProviderError,
@@ -183,7 +184,7 @@ class LocalRuns:
     def status(self, ref: RunRef) -> RunStatus:
         run_dir = Path(ref.ids["run_dir"])
         if not run_dir.is_dir():
-            raise ProviderError(f"run directory is gone: {run_dir}")
+            raise ProviderError(f"run directory is gone: {run_dir}", ErrorKind.NOT_FOUND)
         state_data = rt.read_json(run_dir / rt.STATE)
         state = State(state_data.get("state", "queued"))
         message = state_data.get("message", "")

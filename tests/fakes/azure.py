@@ -1,0 +1,329 @@
+"""Azure ML for the real MLClient and azure-storage-blob: an HTTP fake of the ARM
+workspace API (jobs: get, put, list, cancel; datastores: get, listSecrets) and of Blob
+storage (head, put, ranged get, delete), with the bodies and headers Azure answers
+(x-ms-error-code, Retry-After, Content-Range, x-ms-meta-*).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+
+from tests.fakes.http import FakeServer, Reply, Seen, json_reply
+
+SUB = "00000000-0000-0000-0000-000000000000"
+RESOURCE_GROUP = "rg-ml"
+WORKSPACE = "ws-ml"
+WS_PATH = (
+    f"/subscriptions/{SUB}/resourceGroups/{RESOURCE_GROUP}/providers/"
+    f"Microsoft.MachineLearningServices/workspaces/{WORKSPACE}"
+)
+ACCOUNT = "stml"  # the workspace's storage account
+LAST_MODIFIED = "Sun, 22 Nov 2026 10:00:00 GMT"
+# azure-core waits what Retry-After says (seconds, fractions accepted), else backs off 0.8 s
+# and more; Azure sends Retry-After with 429 and 503 only, and azure-core retries any
+# answer that carries it.
+RETRY_AFTER = "0.01"
+
+
+def _code(status: int) -> str:
+    return {
+        401: "AuthenticationFailed",
+        403: "AuthorizationFailed",
+        404: "NotFound",
+        429: "TooManyRequests",
+    }.get(status, "InternalServerError")
+
+
+class FakeAzureML:
+    """Jobs, datastores and blobs; `fail["METHOD path-regex"]` queues error statuses."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.blobs: dict[str, bytes] = {}  # "container/blob" -> bytes
+        self.meta: dict[str, dict[str, str]] = {}  # "container/blob" -> x-ms-meta-*
+        self.fail: dict[str, list[int]] = {}  # "METHOD path-regex" -> statuses to answer first
+        self.server = FakeServer()
+        r = self.server.route
+        base = re.escape(WS_PATH)
+        r("GET", base + r"/jobs", self.list_jobs)
+        r("GET", base + r"/jobs/(?P<name>[^/]+)", self.get_job)
+        r("PUT", base + r"/jobs/(?P<name>[^/]+)", self.put_job)
+        r("POST", base + r"/jobs/(?P<name>[^/]+)/cancel", self.cancel_job)
+        r("GET", base + r"/datastores/(?P<name>[^/]+)", self.datastore)
+        r("POST", base + r"/datastores/(?P<name>[^/]+)/listSecrets", self.secrets)
+        blob = rf"/{ACCOUNT}/(?P<container>[^/]+)/(?P<blob>.+)"
+        r("HEAD", blob, self.head_blob)
+        r("PUT", blob, self.put_blob)
+        r("GET", blob, self.get_blob)
+        r("DELETE", blob, self.delete_blob)
+        original = self.server.dispatch
+
+        def dispatch(request: Seen) -> Reply:
+            for key, statuses in self.fail.items():
+                method, pattern = key.split(" ", 1)
+                if request.method == method and re.search(pattern, request.path) and statuses:
+                    status = statuses.pop(0)
+                    headers = {"x-ms-error-code": _code(status)}
+                    if status in (429, 503):  # only these tell the client when to come back
+                        headers["Retry-After"] = RETRY_AFTER
+                    return json_reply(
+                        status,
+                        {"error": {"code": _code(status), "message": f"fake {status} answer"}},
+                        headers,
+                    )
+            return original(request)
+
+        self.server.dispatch = dispatch  # type: ignore[method-assign]
+
+    def __enter__(self) -> FakeAzureML:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def seen(self, method: str, pattern: str) -> list[Seen]:
+        return [s for s in self.server.seen if s.method == method and re.search(pattern, s.path)]
+
+    def job_puts(self) -> list[Seen]:
+        return self.seen("PUT", r"/jobs/[^/]+$")
+
+    def blob_puts(self) -> list[Seen]:
+        return self.seen("PUT", rf"^/{ACCOUNT}/")
+
+    def stored(self) -> dict[str, tuple[bytes, dict[str, str]]]:
+        """azureml://datastores/D/paths/P -> (bytes, metadata) of every blob."""
+        found = {}
+        for key, data in self.blobs.items():
+            container, path = key.split("/", 1)
+            datastore = container.removeprefix("azureml-")
+            found[f"azureml://datastores/{datastore}/paths/{path}"] = (data, self.meta.get(key, {}))
+        return found
+
+    # jobs
+    def list_jobs(self, _: Seen, __: re.Match[str]) -> Reply:
+        return json_reply(200, {"value": list(self.jobs.values())})
+
+    def get_job(self, _: Seen, match: re.Match[str]) -> Reply:
+        job = self.jobs.get(match["name"])
+        if job is None:
+            return json_reply(
+                404,
+                {"error": {"code": "UserError", "message": f"Job {match['name']} not found."}},
+                {"x-ms-error-code": "UserError"},
+            )
+        return json_reply(200, job)
+
+    def put_job(self, request: Seen, match: re.Match[str]) -> Reply:
+        body = request.json()
+        body.update(
+            id=request.path,
+            name=match["name"],
+            type="Microsoft.MachineLearningServices/workspaces/jobs",
+        )
+        body["properties"]["status"] = "NotStarted"
+        self.jobs[match["name"]] = body
+        return json_reply(201, body)
+
+    def cancel_job(self, _: Seen, match: re.Match[str]) -> Reply:
+        self.set_status(match["name"], "CancelRequested")
+        return 202, {}, b""
+
+    def set_status(self, name: str, status: str) -> None:
+        """The job's status as Azure ML reports it (NotStarted, Queued, ..., Canceled)."""
+        self.jobs[name]["properties"]["status"] = status
+
+    # datastores
+    def datastore(self, request: Seen, match: re.Match[str]) -> Reply:
+        name = match["name"]
+        return json_reply(
+            200,
+            {
+                "id": request.path,
+                "name": name,
+                "type": "Microsoft.MachineLearningServices/workspaces/datastores",
+                "properties": {
+                    "datastoreType": "AzureBlob",
+                    "accountName": ACCOUNT,
+                    "containerName": f"azureml-{name}",
+                    "endpoint": "core.windows.net",
+                    "protocol": "https",
+                    "credentials": {"credentialsType": "Sas"},
+                    "isDefault": name == "workspaceblobstore",
+                    "tags": {},
+                    "properties": {},
+                },
+            },
+        )
+
+    def secrets(self, _: Seen, __: re.Match[str]) -> Reply:
+        return json_reply(
+            200, {"secretsType": "Sas", "sasToken": "sv=2025-01-05&sr=c&sig=not-a-secret"}
+        )
+
+    # blobs
+    def head_blob(self, _: Seen, match: re.Match[str]) -> Reply:
+        key = f"{match['container']}/{match['blob']}"
+        if key not in self.blobs:
+            return 404, {"x-ms-error-code": "BlobNotFound"}, b""
+        headers = {
+            "Content-Length": str(len(self.blobs[key])),
+            "x-ms-blob-type": "BlockBlob",
+            "ETag": '"0x1"',
+            "Last-Modified": LAST_MODIFIED,
+        }
+        headers.update({f"x-ms-meta-{k}": v for k, v in self.meta.get(key, {}).items()})
+        return 200, headers, b""
+
+    def put_blob(self, request: Seen, match: re.Match[str]) -> Reply:
+        key = f"{match['container']}/{match['blob']}"
+        self.blobs[key] = request.body
+        self.meta[key] = {
+            k[len("x-ms-meta-") :]: v
+            for k, v in request.headers.items()
+            if k.startswith("x-ms-meta-")
+        }
+        return 201, {"ETag": '"0x1"', "Last-Modified": LAST_MODIFIED}, b""
+
+    def get_blob(self, request: Seen, match: re.Match[str]) -> Reply:
+        data = self.blobs.get(f"{match['container']}/{match['blob']}")
+        if data is None:
+            return (
+                404,
+                {"x-ms-error-code": "BlobNotFound", "Content-Type": "application/xml"},
+                b'<?xml version="1.0" encoding="utf-8"?><Error><Code>BlobNotFound</Code>'
+                b"<Message>The specified blob does not exist.</Message></Error>",
+            )
+        first, last = (int(x) for x in request.headers["x-ms-range"].split("=")[1].split("-"))
+        last = min(last, len(data) - 1)
+        return (
+            206,
+            {
+                "Content-Range": f"bytes {first}-{last}/{len(data)}",
+                "x-ms-blob-type": "BlockBlob",
+                "ETag": '"0x1"',
+                "Last-Modified": LAST_MODIFIED,
+            },
+            data[first : last + 1],
+        )
+
+    def delete_blob(self, _: Seen, match: re.Match[str]) -> Reply:
+        self.blobs.pop(f"{match['container']}/{match['blob']}", None)
+        self.meta.pop(f"{match['container']}/{match['blob']}", None)
+        return 202, {}, b""
+
+
+def point_sdk_at(fake: FakeAzureML, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workspace in the environment, and azure-ai-ml's ARM and the blob endpoint on the fake."""
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUB)
+    monkeypatch.setenv("AZURE_RESOURCE_GROUP", RESOURCE_GROUP)
+    monkeypatch.setenv("AZUREML_WORKSPACE_NAME", WORKSPACE)
+    monkeypatch.setenv("AZUREML_DEV_URL_MFE", fake.url)  # azure-ai-ml's ARM endpoint
+    monkeypatch.setenv("RECIPE_AZURE_BLOB_ENDPOINT", f"{fake.url}/{ACCOUNT}")
+
+
+class FakeCredential:
+    """A TokenCredential handing out a dummy bearer token."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken("fake-token", int(time.time()) + 3600)
+
+
+def ml_client() -> Any:
+    """A real MLClient of the fake's workspace (its ARM endpoint comes from AZUREML_DEV_URL_MFE)."""
+    from azure.ai.ml import MLClient
+
+    return MLClient(FakeCredential(), SUB, RESOURCE_GROUP, WORKSPACE, enable_telemetry=False)
+
+
+def without_credentials(env: dict[str, str], nowhere: str) -> dict[str, str]:
+    """`env` with nothing DefaultAzureCredential could log in with."""
+    kept = {
+        k: v
+        for k, v in env.items()
+        if not k.startswith(("AZURE_CLIENT", "AZURE_TENANT", "AZURE_FEDERATED", "AZURE_USERNAME"))
+        and k not in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET")
+    }
+    return {**kept, "AZURE_CONFIG_DIR": nowhere}  # no `az login` cache either
+
+
+# --- reading one blob of a datastore (`recipe data check azureml://...`) ---------------------
+
+CONTAINER = "azureml-blobstore-11111111-2222-3333-4444-555555555555"
+FAKE_SAS = "sv=2025-01-05&sr=c&sp=r&sig=not-a-real-signature"  # not a credential
+
+
+def azureml_datastore_reads(blobs: dict[str, bytes]) -> FakeServer:
+    """ARM (datastore get, listSecrets) and Blob storage as azure-ai-ml and azure-storage-blob call them."""
+    server = FakeServer()
+
+    def datastore(_: Seen, match: re.Match[str]) -> Reply:
+        name = match["name"]
+        if name != "workspaceblobstore":
+            return json_reply(
+                404,
+                {"error": {"code": "UserError", "message": f"Datastore {name} not found"}},
+                {"x-ms-error-code": "ResourceNotFound"},
+            )
+        return json_reply(
+            200,
+            {
+                "id": f"{WS_PATH}/datastores/{name}",
+                "name": name,
+                "type": "Microsoft.MachineLearningServices/workspaces/datastores",
+                "properties": {
+                    "datastoreType": "AzureBlob",
+                    "accountName": "stmlworkspace",
+                    "containerName": CONTAINER,
+                    "endpoint": "core.windows.net",
+                    "protocol": "https",
+                    "credentials": {"credentialsType": "Sas"},
+                    "isDefault": True,
+                    "tags": {},
+                    "properties": {},
+                },
+            },
+        )
+
+    def secrets(request: Seen, _: re.Match[str]) -> Reply:
+        assert request.query["api-version"], "azure-ai-ml always names the API version"
+        return json_reply(200, {"secretsType": "Sas", "sasToken": FAKE_SAS})
+
+    def blob(request: Seen, match: re.Match[str]) -> Reply:
+        data = blobs.get(unquote(match["blob"]))
+        if data is None:
+            return (
+                404,
+                {"x-ms-error-code": "BlobNotFound", "Content-Type": "application/xml"},
+                (
+                    b'<?xml version="1.0" encoding="utf-8"?><Error><Code>BlobNotFound</Code>'
+                    b"<Message>The specified blob does not exist.</Message></Error>"
+                ),
+            )
+        first, last = (int(x) for x in request.headers["x-ms-range"].split("=")[1].split("-"))
+        last = min(last, len(data) - 1)
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"bytes {first}-{last}/{len(data)}",
+            "x-ms-blob-type": "BlockBlob",
+            "ETag": '"0x8DCAFE"',
+            "Last-Modified": "Sun, 22 Nov 2026 10:00:00 GMT",
+        }
+        return 206, headers, data[first : last + 1]
+
+    base = re.escape(WS_PATH)
+    server.route("GET", base + r"/datastores/(?P<name>[^/]+)", datastore)
+    server.route("POST", base + r"/datastores/(?P<name>[^/]+)/listSecrets", secrets)
+    server.route("GET", rf"/stmlworkspace/{CONTAINER}/(?P<blob>.+)", blob)
+    return server
