@@ -238,6 +238,9 @@ class Site:
     tag_rules: TagRules
     wandb_reference: str | None
     upload_api: str  # "s3:PutObject" or "storage:upload"
+    # The run's tags as each uploaded object carries them: body fields (S3's Tagging,
+    # blob metadata) and the notes a plan shows about what could not be carried.
+    object_tags: Callable[[dict[str, str]], tuple[dict[str, Any], tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,7 @@ class Staged:
     uploads: tuple[Request, ...]  # code, local data, recipe.json (run-scoped), in that order
     inputs: dict[str, str]  # channel -> URI: code, recipe, train, validation, golden
     env: dict[str, str]
+    notes: tuple[str, ...] = ()
 
     @property
     def run_base(self) -> str:
@@ -265,7 +269,7 @@ class Staged:
             compute={**self.hardware.compute(self.recipe), "region": self.site.region, **compute},
             tags=self.tags.tags,
             estimate=self.hardware.estimate,
-            notes=(*self.hardware.notes, *rename_notes(self.tags), *notes),
+            notes=(*self.hardware.notes, *rename_notes(self.tags), *self.notes, *notes),
         )
 
 
@@ -274,6 +278,7 @@ def stage(recipe: Recipe, identity: RunIdentity, site: Site, caps: Capabilities)
     capabilities.check(site.provider, caps, recipe, site.target)
     hw = hardware(recipe, site.provider, site.region, site.instance_type)
     tags = final_tags(recipe, identity, site.tag_rules)
+    object_fields, object_notes = site.object_tags(tags.tags)
     archive = scripts_archive()
     code = Request(
         api=site.upload_api,
@@ -282,9 +287,10 @@ def stage(recipe: Recipe, identity: RunIdentity, site: Site, caps: Capabilities)
             "source": "training_scripts/",
             "sha256": archive.sha256,
             "bytes": len(archive.data),
+            **object_fields,
         },
     )
-    data, channels = data_uploads(recipe, site.base, site.upload_api)
+    data, channels = data_uploads(recipe, site.base, site.upload_api, object_fields)
     recipe_uri = f"{site.base}/runs/{identity.run_id}/recipe.json"
     job_recipe = with_data_locations(recipe, channels)
     recipe_json = Request(
@@ -293,6 +299,7 @@ def stage(recipe: Recipe, identity: RunIdentity, site: Site, caps: Capabilities)
             "uri": recipe_uri,
             "content": job_config_for(job_recipe, identity, site.provider),
             "run_scoped": True,
+            **object_fields,
         },
     )
     return Staged(
@@ -304,10 +311,13 @@ def stage(recipe: Recipe, identity: RunIdentity, site: Site, caps: Capabilities)
         uploads=(code, *data, recipe_json),
         inputs={"code": code.body["uri"], "recipe": recipe_uri, **channels},
         env=job_env(recipe, identity, site.wandb_reference),
+        notes=object_notes,
     )
 
 
-def data_uploads(recipe: Recipe, base: str, api: str) -> tuple[list[Request], dict[str, str]]:
+def data_uploads(
+    recipe: Recipe, base: str, api: str, fields: dict[str, Any] | None = None
+) -> tuple[list[Request], dict[str, str]]:
     """Local data files become content-addressed uploads; remote ones are used in place."""
     requests, channels = [], {}
     for channel, section_name, key in DATA_CHANNELS:
@@ -321,7 +331,7 @@ def data_uploads(recipe: Recipe, base: str, api: str) -> tuple[list[Request], di
         digest = file_sha256(path)
         uri = f"{base}/data/{digest[:16]}/{path.name}"
         body = {"uri": uri, "source": str(path), "sha256": digest, "bytes": path.stat().st_size}
-        requests.append(Request(api=api, body=body))
+        requests.append(Request(api=api, body={**body, **(fields or {})}))
         channels[channel] = uri
     return requests, channels
 
@@ -338,7 +348,9 @@ class Storage(Protocol):
         """An object with these bytes is already there (content-addressed uploads)."""
         ...
 
-    def put(self, uri: str, data: bytes, tags: dict[str, str], sha256: str | None) -> None: ...
+    def put(self, body: dict[str, Any], data: bytes) -> None:
+        """Store one planned upload: its uri, and its tags as the body shows them."""
+        ...
 
     def delete(self, uri: str) -> None: ...
 
@@ -405,7 +417,7 @@ def submit(plan: Plan, storage: Storage, api: JobApi) -> Submitted:
             body = upload.body
             if "sha256" in body and storage.exists(body["uri"], body["sha256"]):
                 continue
-            storage.put(body["uri"], upload_bytes(body), plan.tags, body.get("sha256"))
+            storage.put(body, upload_bytes(body))
             done.append(upload)
         return Submitted(api.create(plan, create))
     except ProviderError as exc:

@@ -38,11 +38,13 @@ class Problem:
         return ":".join(parts)
 
     def render(self) -> str:
-        head = self.location()
-        field = f" {self.field}:" if self.field else ""
-        text = f"{head}:{field} {self.message}"
+        # A last bound on what is echoed: values are shortened where they are quoted,
+        # this keeps a message readable even when a huge key or value slips through.
+        head = shorten(self.location(), 300)
+        field = f" {shorten(self.field, 200)}:" if self.field else ""
+        text = f"{head}:{field} {shorten(self.message, 2000)}"
         if self.hint:
-            text += f" ({self.hint})"
+            text += f" ({shorten(self.hint, 1000)})"
         return text
 
 
@@ -85,8 +87,31 @@ def path_str(path: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + shorten(str(part), 60)
     return out
+
+
+ECHO_LIMIT = 100  # characters of a user's value quoted back in a message
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT, count: bool = True) -> str:
+    """`text`, or its first `limit` characters and "…" (with the full length) when longer."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…" + (f" ({len(text):,} characters)" if count else "")
+
+
+def short_repr(value: object, limit: int = ECHO_LIMIT) -> str:
+    """repr() of a value the user gave, bounded: a 1 MB string is echoed as its start."""
+    if isinstance(value, str) and len(value) > limit:
+        quoted = repr(value[:limit])
+        body = quoted[1:-1][:limit]  # escapes can make the repr longer than the text
+        return f"{quoted[0]}{body}…{quoted[-1]} ({len(value):,} characters)"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # ints past the digit limit; absurd nesting
+        return f"<a {type(value).__name__} too large to show>"
+    return shorten(text, limit)
 
 
 class ErrorKind(str, enum.Enum):

@@ -16,7 +16,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from recipes import rules
-from recipes.errors import Problem, RecipeInputError, did_you_mean, path_str
+from recipes.errors import (
+    Problem,
+    RecipeInputError,
+    did_you_mean,
+    path_str,
+    short_repr,
+    shorten,
+)
 from recipes.overrides import Override, apply_overrides, parse_overrides
 from recipes.schema import Recipe
 from recipes.source import PathKey, Source, load_yaml
@@ -75,12 +82,12 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise RecipeInputError(_problems(exc, source, parsed, data)) from None
+        blame = _Blame(source, parsed, path.parent)
+        raise RecipeInputError(_problems(exc, blame, data)) from None
     findings = rules.check(recipe, path.parent)
     if findings:
-        raise RecipeInputError(
-            [_locate(source, parsed, path_, message) for path_, message in findings]
-        )
+        blame = _Blame(source, parsed, path.parent)
+        raise RecipeInputError([blame.locate(path_, message) for path_, message in findings])
     return LoadedRecipe(
         recipe=recipe,
         path=path,
@@ -91,7 +98,10 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    canonical = json.dumps(recipe.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """Hash of the values that differ from the schema's defaults: writing a default out
+    changes nothing, and a new optional field in a later version keeps every run id."""
+    values = recipe.model_dump(mode="json", exclude_defaults=True)
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -114,19 +124,24 @@ def resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
         }
     )
     base = recipe.model.base
-    if base.startswith((".", "/", "~")) or (base_dir / base).is_dir():
+    if base.startswith((".", "/", "~")) or _is_dir(base_dir / base):
         model = recipe.model.model_copy(update={"base": absolute(base)})
     else:
         model = recipe.model
     return recipe.model_copy(update={"data": data, "eval": evaluation, "model": model})
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a hub id too long to be a file name
+        return False
+
+
 # --- pydantic errors -> located problems -------------------------------------------------
 
 
-def _problems(
-    exc: ValidationError, source: Source, overrides: list[Override], data: dict[str, Any]
-) -> list[Problem]:
+def _problems(exc: ValidationError, blame: _Blame, data: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[tuple[PathKey, str]] = set()
     for error in exc.errors(include_url=False):
@@ -137,8 +152,92 @@ def _problems(
         if (path, message) in seen:
             continue
         seen.add((path, message))
-        problems.append(_locate(source, overrides, path, message, hint))
+        problems.append(blame.locate(path, message, hint))
     return problems
+
+
+class _Blame:
+    """Who caused a problem: the file (at its line) or an override (on the command line).
+
+    An override is to blame for a problem at or under the key it sets, under a section
+    only it created (`compute.aws.hyperpod.cluster=x` when the file has no compute.aws),
+    and for any problem the file alone does not have (`training.micro_batch_size=3`
+    makes the file's batch_size of 16 wrong). Never an unrelated line of the file.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        overrides: list[Override],
+        base_dir: Path,
+        compare_with_file: bool = True,
+    ):
+        self.source = source
+        self.overrides = overrides
+        self.base_dir = base_dir
+        # Only for what the loader checks: a provider's plan problem is not the file's
+        # or an override's fault just because the file alone passes the schema.
+        self.compare_with_file = compare_with_file
+        self._file_paths: set[PathKey] | None = None
+
+    def locate(self, path: PathKey, message: str, hint: str | None = None) -> Problem:
+        override = self._culprit(path)
+        if override is None:
+            return self.source.problem(path, message, hint)
+        return Problem(
+            f"{message} (from '{shorten(override.text, 60, count=False)}')",
+            file="command line",
+            field=path_str(path),
+            hint=hint,
+        )
+
+    def _culprit(self, path: PathKey) -> Override | None:
+        if not self.overrides:
+            return None
+        for override in reversed(self.overrides):
+            if tuple(path[: len(override.path)]) == override.path:
+                return override
+        for override in reversed(self.overrides):
+            root = _created_root(self.source.data, override.path)
+            if tuple(path[: len(root)]) == root:
+                return override
+        if not self.compare_with_file or path in self.file_paths():
+            return None
+        # The file alone is fine there: the override nearest to the field is the cause.
+        return max(reversed(self.overrides), key=lambda o: _common_prefix(o.path, path))
+
+    def file_paths(self) -> set[PathKey]:
+        """Where the file alone, without overrides, has problems."""
+        if self._file_paths is None:
+            data = self.source.data
+            try:
+                recipe = Recipe.model_validate(data)
+            except ValidationError as exc:
+                self._file_paths = {_clean_path(e["loc"], data) for e in exc.errors()}
+                self._file_paths |= {(*p, "kind") for p in self._file_paths}
+            else:
+                self._file_paths = {p for p, _ in rules.check(recipe, self.base_dir)}
+        return self._file_paths
+
+
+def _created_root(data: Any, path: tuple[str, ...]) -> tuple[str, ...]:
+    """The shallowest section on `path` that the file lacks (an override creates it)."""
+    node = data
+    for i, part in enumerate(path[:-1]):
+        child = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(child, dict):
+            return path[: i + 1]
+        node = child
+    return path
+
+
+def _common_prefix(a: tuple[Any, ...], b: tuple[Any, ...]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _locate(
@@ -148,15 +247,8 @@ def _locate(
     message: str,
     hint: str | None = None,
 ) -> Problem:
-    for override in reversed(overrides):
-        if tuple(path[: len(override.path)]) == override.path:
-            return Problem(
-                f"{message} (from '{override.text}')",
-                file="command line",
-                field=path_str(path),
-                hint=hint,
-            )
-    return source.problem(path, message, hint)
+    blame = _Blame(source, overrides, Path(source.file).parent, compare_with_file=False)
+    return blame.locate(path, message, hint)
 
 
 def _clean_path(loc: tuple[Any, ...], data: Any) -> PathKey:
@@ -184,15 +276,15 @@ def _message(error: dict[str, Any], path: PathKey, data: Any) -> tuple[str, str 
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
         choices = _field_names(path[:-1], data)
-        return "unknown field", did_you_mean(str(path[-1]), choices) if choices else None
+        return "unknown field", did_you_mean(str(path[-1])[:100], choices) if choices else None
     if kind == "missing":
         return "required field is missing", None
     if kind == "union_tag_invalid":
         tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
-        found = ctx.get("tag")
+        found = str(ctx.get("tag"))
         return (
-            f"unknown kind '{found}'; expected one of {', '.join(tags)}",
-            did_you_mean(str(found), tags),
+            f"unknown kind {short_repr(found)}; expected one of {', '.join(tags)}",
+            did_you_mean(found[:100], tags),
         )
     if kind == "union_tag_not_found":
         return "missing 'kind' (lora, qlora or full)", None
@@ -202,8 +294,8 @@ def _message(error: dict[str, Any], path: PathKey, data: Any) -> tuple[str, str 
         ]
         given = error.get("input")
         return (
-            f"got {given!r}; expected one of {', '.join(e for e in expected if e)}",
-            did_you_mean(str(given), expected),
+            f"got {short_repr(given)}; expected one of {', '.join(e for e in expected if e)}",
+            did_you_mean(str(given)[:100], expected),
         )
     if kind == "string_pattern_mismatch" and path == ("name",):
         return "must be lowercase letters, digits and dashes, starting with a letter or digit", None
@@ -212,7 +304,7 @@ def _message(error: dict[str, Any], path: PathKey, data: Any) -> tuple[str, str 
         message = message[len("Value error, ") :]
     given = error.get("input")
     if kind not in ("model_type", "dict_type") and not isinstance(given, dict | list):
-        message += f"; got {given!r}"
+        message += f"; got {short_repr(given)}"
     return message, None
 
 

@@ -6,9 +6,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
-from recipes.errors import Problem, RecipeInputError
+from recipes.errors import Problem, RecipeInputError, path_str, shorten
+from recipes.source import YamlSyntaxError, parse_document
 
 _KEY_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 
@@ -27,19 +26,32 @@ def parse_overrides(items: list[str]) -> list[Override]:
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        if not sep or not key or not set(key.lower()) <= _KEY_CHARS or ".." in key:
+        path = tuple(key.split("."))
+        if not sep or not set(key.lower()) <= _KEY_CHARS or "" in path:
             problems.append(
                 Problem(
-                    f"expected key=value with a dotted key (e.g. training.epochs=1), got '{item}'",
+                    "expected key=value with a dotted key (e.g. training.epochs=1), "
+                    f"got '{shorten(item)}'",
                     file="command line",
                 )
             )
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = parse_document(raw, "command line").data if raw.strip() else ""
+        except YamlSyntaxError:
             value = raw  # not YAML: keep the text, validation judges it
-        out.append(Override(text=item, path=tuple(key.split(".")), value=value))
+        except RecipeInputError as exc:  # YAML we refuse: a tag, deep nesting, an alias bomb
+            problems += [
+                Problem(
+                    f"{p.message} (from '{shorten(item, 60, count=False)}')",
+                    file="command line",
+                    field=path_str(path) + (f".{p.field}" if p.field else ""),
+                    hint=p.hint,
+                )
+                for p in exc.problems
+            ]
+            continue
+        out.append(Override(text=item, path=path, value=value))
     if problems:
         raise RecipeInputError(problems)
     return out

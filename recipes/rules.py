@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from recipes.errors import shorten
 from recipes.schema import Recipe
 
 Finding = tuple[tuple[str, ...], str]
@@ -96,9 +97,26 @@ def local_files_exist(recipe: Recipe, base_dir: Path) -> Iterator[Finding]:
     for path, location in files.items():
         if not isinstance(location, str) or is_remote(location):
             continue
-        resolved = (base_dir / location).expanduser()
-        if not resolved.is_file():
-            yield path, f"file not found: {resolved}"
+        try:
+            resolved = (base_dir / location).expanduser()
+            is_file = resolved.is_file()
+        except (OSError, RuntimeError, ValueError) as exc:  # ~nobody/x, a name too long
+            yield path, f"not a usable path ({getattr(exc, 'strerror', None) or exc})"
+            continue
+        if resolved.is_dir():
+            yield path, f"is a directory, expected a file: {shorten(str(resolved), 200)}"
+        elif not is_file:
+            yield path, f"file not found: {shorten(str(resolved), 200)}"
+
+
+def local_model_path(recipe: Recipe, base_dir: Path) -> Iterator[Finding]:
+    base = recipe.model.base
+    if not base.startswith((".", "/", "~")):
+        return
+    try:
+        (base_dir / base).expanduser().is_dir()
+    except (OSError, RuntimeError, ValueError) as exc:
+        yield ("model", "base"), f"not a usable path ({getattr(exc, 'strerror', None) or exc})"
 
 
 RULES: tuple[Rule, ...] = (
@@ -110,6 +128,7 @@ RULES: tuple[Rule, ...] = (
     early_stopping_needs_validation,
     replicas_ordered,
     local_files_exist,
+    local_model_path,
 )
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
-from recipes.errors import Problem, RecipeInputError
+from recipes.errors import Problem, RecipeInputError, did_you_mean, short_repr
+from recipes.source import load_yaml
 
 POLICY_ENV = "RECIPE_TAG_POLICY"
 
@@ -32,19 +31,28 @@ class TagRules:
     reserved_prefixes: tuple[str, ...] = ()
     lowercase: bool = False
     key_must_start_with_letter: bool = False
+    key_shape: str | None = None  # a regex the whole (cleaned) key must match
     replacement: str = "_"
 
 
-# https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html
+# AWS: botocore's sagemaker service model, TagKey/TagValue pattern
+# `[\p{L}\p{Z}\p{N}_.:/=+\-@]*`, key 1-128, value 0-256, TagList <= 50; "aws:" is reserved
+# (https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html). Python's re has no
+# \p{...}: \w is \p{L}\p{N}_, and \p{Z} is spelled out (Zs, Zl, Zp; Unicode 15). Not \s:
+# it also takes tab, newline and the other control characters AWS refuses.
+_AWS_SEPARATORS = " \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 AWS = TagRules(
     cloud="aws",
     max_tags=50,
     max_key=128,
     max_value=256,
-    key_chars=r"\w\s.:/=+\-@",
-    value_chars=r"\w\s.:/=+\-@",
+    key_chars=r"\w" + _AWS_SEPARATORS + r".:/=+\-@",
+    value_chars=r"\w" + _AWS_SEPARATORS + r".:/=+\-@",
     reserved_prefixes=("aws:",),
 )
+# S3 objects take at most 10 tags (botocore's s3 model, PutObjectTagging: "Amazon S3 limits
+# the maximum number of tags to 10 tags per object").
+S3_OBJECT_MAX_TAGS = 10
 # https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources
 AZURE = TagRules(
     cloud="azure",
@@ -66,7 +74,9 @@ GCP = TagRules(
     lowercase=True,
     key_must_start_with_letter=True,
 )
-# Kubernetes annotations (HyperPod manifests): the name part of a key is <= 63 of these.
+# Kubernetes annotations (HyperPod manifests): a key's name part is a qualified name,
+# <= 63 characters, alphanumeric at both ends (apimachinery validation.IsQualifiedName:
+# ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]).
 K8S_ANNOTATIONS = TagRules(
     cloud="kubernetes",
     max_tags=64,
@@ -74,6 +84,7 @@ K8S_ANNOTATIONS = TagRules(
     max_value=256,
     key_chars=r"A-Za-z0-9_.\-",
     value_chars=r"\s\S",
+    key_shape=r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?",
 )
 
 
@@ -107,6 +118,13 @@ def map_tags(tags: dict[str, str], rules: TagRules) -> TagMapping:
         if rules.key_must_start_with_letter and not new_key[0].isalpha():
             problems.append(
                 Problem(f"{rules.cloud} label keys must start with a letter", field=where)
+            )
+        if rules.key_shape and not re.fullmatch(rules.key_shape, new_key):
+            problems.append(
+                Problem(
+                    f"{rules.cloud} keys must start and end with a letter or digit",
+                    field=where,
+                )
             )
         if len(new_key) > rules.max_key:
             problems.append(
@@ -150,6 +168,23 @@ def _clean(text: str, allowed: str, rules: TagRules) -> str:
 
 # --- policy ------------------------------------------------------------------------------
 
+_POLICY_SHAPE = "a tag policy is `required: [keys]` and optionally `allowed: {key: [values]}`"
+
+
+def _is_word(value: object) -> bool:
+    """A tag key or value as YAML gives it: text or a number (`cost_center: 4711`)."""
+    if isinstance(value, bool) or value is None:
+        return False
+    return isinstance(value, str | int | float) and str(value).strip() != ""
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return short_repr(value)
+
 
 @dataclass(frozen=True)
 class TagPolicy:
@@ -161,29 +196,74 @@ class TagPolicy:
 
     @classmethod
     def from_file(cls, path: Path) -> TagPolicy:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
+        """Read a policy file; any problem is located in it (the file is named in each)."""
+        source = load_yaml(path)  # refuses what a recipe refuses: tags, bombs, bad UTF-8
+        data = source.data
+        if not isinstance(data, dict):
             raise RecipeInputError(
-                Problem(f"cannot read the tag policy: {exc}", file=str(path))
-            ) from None
-        unknown = set(data) - {"required", "allowed"}
-        if unknown or not isinstance(data.get("required", []), list):
-            raise RecipeInputError(
-                Problem(
-                    "expected `required: [keys]` and optionally `allowed: {key: [values]}`",
-                    file=str(path),
+                source.problem((), f"expected a mapping; {_POLICY_SHAPE}; got {_kind(data)}")
+            )
+        problems: list[Problem] = []
+        for key in data:
+            if key not in ("required", "allowed"):
+                hint = did_you_mean(key, ("required", "allowed"))
+                problems.append(source.problem((key,), f"unknown key; {_POLICY_SHAPE}", hint))
+        required = data.get("required") or []
+        if not isinstance(required, list):
+            problems.append(
+                source.problem(("required",), f"expected a list of tag keys; got {_kind(required)}")
+            )
+            required = []
+        for i, key in enumerate(required):
+            if not _is_word(key):
+                problems.append(
+                    source.problem(("required", i), f"expected a tag key; got {_kind(key)}")
+                )
+        allowed = data.get("allowed") or {}
+        if not isinstance(allowed, dict):
+            problems.append(
+                source.problem(
+                    ("allowed",),
+                    f"expected a mapping of tag key to allowed values; got {_kind(allowed)}",
                 )
             )
-        allowed = {
-            str(k): tuple(str(v) for v in vs) for k, vs in (data.get("allowed") or {}).items()
-        }
-        return cls(tuple(str(k) for k in data.get("required", [])), allowed, str(path))
+            allowed = {}
+        for key, values in allowed.items():
+            if not isinstance(values, list) or not values:
+                problems.append(
+                    source.problem(
+                        ("allowed", key),
+                        f"expected a list of allowed values (e.g. [dev, prod]); got {_kind(values)}",
+                    )
+                )
+                continue
+            for i, value in enumerate(values):
+                if not _is_word(value):
+                    problems.append(
+                        source.problem(
+                            ("allowed", key, i), f"expected a tag value; got {_kind(value)}"
+                        )
+                    )
+        if problems:
+            raise RecipeInputError(problems)
+        return cls(
+            tuple(str(k) for k in required),
+            {str(k): tuple(str(v) for v in vs) for k, vs in allowed.items()},
+            str(path),
+        )
 
     @classmethod
     def from_env(cls) -> TagPolicy | None:
         path = os.environ.get(POLICY_ENV)
-        return cls.from_file(Path(path)) if path else None
+        if not path or not path.strip():
+            return None
+        try:
+            return cls.from_file(Path(path))
+        except RecipeInputError as exc:
+            named = f"the tag policy named by {POLICY_ENV}"
+            raise RecipeInputError(
+                [replace(p, hint=f"{p.hint}; {named}" if p.hint else named) for p in exc.problems]
+            ) from None
 
     def check(self, tags: dict[str, str]) -> None:
         problems = [

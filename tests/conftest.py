@@ -30,6 +30,18 @@ CLOUD_DEFAULTS = {  # for catalog recipes without a compute.<cloud> block
 }
 
 
+try:
+    from hypothesis import settings as hypothesis_settings
+except ImportError:  # the dev extra is not installed: only tests/test_properties.py needs it
+    pass
+else:
+    # "ci" (the default): the same examples on every run, and a failure prints the blob
+    # that replays it (@reproduce_failure). HYPOTHESIS_PROFILE=explore searches afresh.
+    hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True, database=None)
+    hypothesis_settings.register_profile("explore", print_blob=True)
+    hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden", action="store_true", help="rewrite tests/golden/ from current plans"

@@ -93,6 +93,25 @@ def test_logs_are_the_jobs_std_log(azure: FakeAzureML) -> None:
     assert list(provider.logs(ref)) == ["launch: Topology(nnodes=1)\n", "step 10/270 loss 2.1\n"]
 
 
+def test_logs_of_every_node(azure: FakeAzureML) -> None:
+    """Several nodes (one launch process each) write user_logs/std_log_process_<rank>.txt;
+    the SDK's own stream pattern, user_logs/std_log[\\D]*[0]*(?:_ps)?\\.txt
+    (azure/ai/ml/constants/_job/job.py), would show rank 0 alone."""
+    provider = CommandJobs(ml_client=ml_client())
+    ref = provider.submit(plan_for(MULTINODE, AZURE)).ref
+    logs = f"azureml-workspaceartifactstore/ExperimentRun/dcid.{ref.run_id}/user_logs"
+    azure.blobs[f"{logs}/std_log_process_0.txt"] = b"node 0 step 1\n"
+    azure.blobs[f"{logs}/std_log_process_1.txt"] = b"node 1 step 1\n"
+    azure.blobs[f"{logs}/other.txt"] = b"not a training log\n"
+    assert list(provider.logs(ref)) == ["[rank 0] node 0 step 1\n", "[rank 1] node 1 step 1\n"]
+    azure.blobs[f"{logs}/std_log_process_1.txt"] += b"node 1 step 2\n"
+    assert list(provider.logs(ref)) == [  # a new read starts over: logs is not --follow
+        "[rank 0] node 0 step 1\n",
+        "[rank 1] node 1 step 1\n",
+        "[rank 1] node 1 step 2\n",
+    ]
+
+
 @pytest.mark.parametrize(
     ("status", "message"),
     [

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from providers import images
 from providers.base import Plan, ProviderError, RunRef, State
 from providers.gcp import custom_job as gcp
 from providers.gcp import sdk as gcp_sdk
@@ -77,7 +78,8 @@ def test_plan_is_complete(monkeypatch: pytest.MonkeyPatch) -> None:
     }
     assert plan.compute["world_size"] == 8 and plan.compute["instance_type"] == "g2-standard-48"
     container = chief["containerSpec"]
-    assert container["imageUri"].startswith("us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.")
+    # Vertex's prebuilt PyTorch images stop at torch 2.4: the catalog's image instead.
+    assert container["imageUri"] == images.default("gcp", "custom-job", gpu=True).uri
     command = container["command"]
     assert command[:2] == ["bash", "-c"]
     assert f"tar -xzf /gcs/{BUCKET}/fine-tunes/code/" in command[2]
@@ -125,7 +127,7 @@ def test_cpu_single_node_on_demand(monkeypatch: pytest.MonkeyPatch) -> None:
     job = custom_job(plan)
     (pool,) = job["jobSpec"]["workerPoolSpecs"]
     assert pool["machineSpec"] == {"machineType": plan.compute["instance_type"]}  # no GPU fields
-    assert "/pytorch-cpu." in pool["containerSpec"]["imageUri"]
+    assert pool["containerSpec"]["imageUri"] == images.default("gcp", "custom-job", gpu=False).uri
     assert job["jobSpec"]["scheduling"]["strategy"] == "STANDARD"
     assert job["jobSpec"]["serviceAccount"] == sa
     assert plan.requests[-1].body["parent"] == f"projects/{PROJECT}/locations/us-central1"

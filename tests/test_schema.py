@@ -271,3 +271,16 @@ def test_early_stopping_needs_validation(recipe_dir: Path) -> None:
     overrides = ["training.early_stopping_patience=2", "data.validation=null"]
     (p,) = problems(recipe_dir, MINIMAL, overrides)
     assert p.field == "training.early_stopping_patience" and "validation" in p.message
+
+
+def test_the_hash_ignores_defaults_written_out(write_recipe) -> None:
+    """Run ids come from the hash: a default spelled out, or a new optional field added
+    by an upgrade, must not rename every job."""
+    plain = load_recipe(CATALOG / "quickstart.yaml").content_hash
+    text = (CATALOG / "quickstart.yaml").read_text()
+    spelled = text.replace("training:\n", "training:\n  resume: auto\n  max_grad_norm: 1.0\n", 1)
+    assert spelled != text
+    path = write_recipe(spelled, name="quickstart.yaml")
+    (path.parent / "data").symlink_to(CATALOG / "data")
+    assert load_recipe(path).content_hash == plain
+    assert load_recipe(path, ["training.seed=7"]).content_hash != plain

@@ -290,3 +290,36 @@ def test_json_scores_with_schema() -> None:
     assert result["json_valid"] == 0.75  # "null" is valid JSON
     assert result["schema_valid"] == 0.25  # only the first has a numeric amount
     assert result["exact_match"] == 0.25  # compared as JSON, not as text
+
+
+def test_checkpoints_never_rename_a_directory(tmp_path, monkeypatch) -> None:
+    """Vertex's /gcs is Cloud Storage FUSE, where renaming a directory fails (gcsfuse's
+    rename-dir-limit defaults to 0): a checkpoint is complete once meta.json is written."""
+    import os
+
+    import torch
+
+    from training_scripts import checkpoints
+
+    real_replace = os.replace
+
+    def files_only(src, dst):  # what gcsfuse allows
+        assert not os.path.isdir(src), f"renamed a directory: {src}"
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", files_only)
+    monkeypatch.setattr(os, "rename", files_only)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    for step in (1, 2, 3):
+        checkpoints.save(tmp_path, step, model, optimizer, scheduler, {"epoch": 0})
+    (tmp_path / "step-00000004").mkdir()  # a crash mid-save: no meta.json
+    (tmp_path / "step-00000004" / "trainable.pt").write_bytes(b"partial")
+    assert checkpoints.latest(tmp_path).name == "step-00000003"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step-00000002",
+        "step-00000003",
+        "step-00000004",
+    ]
+    assert checkpoints.load(tmp_path / "step-00000003", model, optimizer, scheduler)["step"] == 3

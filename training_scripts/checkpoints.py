@@ -1,4 +1,11 @@
-"""Checkpoints written atomically (temp directory, then rename), and found again on resume."""
+"""Checkpoints that are complete or ignored, and found again on resume.
+
+A checkpoint is the directory step-NNNNNNNN/; it counts once its meta.json exists, and
+meta.json is written last (a file replaced into place). No directory is ever renamed:
+on Vertex AI the checkpoint directory is Cloud Storage FUSE (/gcs), where gcsfuse's
+rename-dir-limit defaults to 0 and Vertex's guidance is "Avoid renaming directories"
+(gcsfuse docs; Vertex AI "Use Cloud Storage FUSE"); file writes and renames work there.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "step-"
+META = "meta.json"
 KEEP = 2
 
 
@@ -18,13 +26,11 @@ def save(
 ) -> Path:
     import torch
 
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{PREFIX}{step:08d}"
-    tmp = directory / f".tmp-{PREFIX}{step:08d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    final.mkdir(parents=True, exist_ok=True)
+    (final / META).unlink(missing_ok=True)  # incomplete until meta.json is back
     trainable = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
-    torch.save(trainable, tmp / "trainable.pt")
+    torch.save(trainable, final / "trainable.pt")
     torch.save(
         {
             "optimizer": optimizer.state_dict(),
@@ -33,12 +39,11 @@ def save(
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "python_rng": random.getstate(),
         },
-        tmp / "state.pt",
+        final / "state.pt",
     )
-    (tmp / "meta.json").write_text(json.dumps({"step": step, **extra}, indent=2))
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)  # atomic: a checkpoint directory is complete or absent
+    meta = final / f".{META}.{os.getpid()}"
+    meta.write_text(json.dumps({"step": step, **extra}, indent=2))
+    os.replace(meta, final / META)  # last: the checkpoint is complete from here on
     _prune(directory)
     return final
 
@@ -47,7 +52,7 @@ def latest(directory: Path) -> Path | None:
     if not directory.is_dir():
         return None
     complete = sorted(
-        p for p in directory.iterdir() if p.name.startswith(PREFIX) and (p / "meta.json").exists()
+        p for p in directory.iterdir() if p.name.startswith(PREFIX) and (p / META).exists()
     )
     return complete[-1] if complete else None
 
@@ -74,6 +79,12 @@ def load(path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, An
 
 
 def _prune(directory: Path) -> None:
-    complete = sorted(p for p in directory.iterdir() if p.name.startswith(PREFIX))
-    for old in complete[:-KEEP]:
-        shutil.rmtree(old, ignore_errors=True)
+    """Keep the newest KEEP complete checkpoints; drop older ones, complete or not."""
+    steps = sorted(p for p in directory.iterdir() if p.name.startswith(PREFIX))
+    complete = [p for p in steps if (p / META).exists()]
+    if len(complete) <= KEEP:
+        return
+    oldest_kept = complete[-KEEP]
+    for old in steps:
+        if old < oldest_kept:
+            shutil.rmtree(old, ignore_errors=True)

@@ -44,6 +44,7 @@ from training_scripts.modeling import SetupError
 
 SM_CONFIG = Path("/opt/ml/input/config")
 DEFAULT_MASTER_PORT = 29500
+SHUTDOWN_TIMEOUT_S = 90  # hyperpodrun: SIGTERM to SIGKILL, time for a step and a checkpoint
 VERTEX_CACHE_DIR = "/tmp/recipe-cache"
 REQUIREMENTS = Path(__file__).with_name("requirements.txt")
 
@@ -179,10 +180,16 @@ def commands(
     train = ["-m", "training_scripts.train", *job_args]
     if launcher_name == "hyperpodrun":
         # HyperPod's elastic agent does the rendezvous; it takes torchrun's arguments.
+        # Its --shutdown-signal defaults to SIGKILL (hyperpod-elastic-agent README): ask for
+        # SIGTERM, so a stopped job's trainers checkpoint before SIGKILL comes.
         agent = [
             "hyperpodrun",
             f"--nnodes={topo.nnodes}",
             f"--nproc-per-node={topo.nproc_per_node}",
+            "--shutdown-signal",
+            "SIGTERM",
+            "--shutdown-timeout",
+            str(SHUTDOWN_TIMEOUT_S),
         ]
         return [preprocess, [*agent, *train]]
     if topo.nnodes == 1 and topo.nproc_per_node <= 1:

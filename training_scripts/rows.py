@@ -14,6 +14,7 @@ evaluation reports) and "id".
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,18 @@ def read_examples(path: Path, fmt: str = "chat") -> list[Example]:
     return examples
 
 
+# Bounds on what one row may be: deeper JSON overflows the parser's stack (and the chat
+# template's), and no training row needs more than a few levels.
+MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BOMS = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
+
+
 def parse_rows(path: Path, fmt: str = "chat") -> tuple[list[Example], list[RowProblem]]:
     """The good rows and the problems of the bad ones (a row is good or reported, never both)."""
     name = str(path)
@@ -91,6 +104,17 @@ def parse_rows(path: Path, fmt: str = "chat") -> tuple[list[Example], list[RowPr
         raw = path.read_bytes()
     except FileNotFoundError:
         return [], [RowProblem(name, None, "file not found")]
+    except IsADirectoryError:
+        return [], [RowProblem(name, None, "is a directory; expected a JSONL file")]
+    except (OSError, ValueError) as exc:  # permissions, a name too long, a NUL in the name
+        return [], [RowProblem(name, None, f"cannot read: {getattr(exc, 'strerror', None) or exc}")]
+    encoding = _wide_encoding(raw)
+    if encoding:
+        return [], [
+            RowProblem(name, None, f"the file is {encoding} text; JSON Lines must be UTF-8")
+        ]
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark, as some editors write
+        raw = raw[3:]
     if not raw.strip():
         return [], [RowProblem(name, None, "no examples (the file is empty)")]
     examples: list[Example] = []
@@ -110,14 +134,34 @@ def parse_rows(path: Path, fmt: str = "chat") -> tuple[list[Example], list[RowPr
     return examples, problems
 
 
+def _wide_encoding(raw: bytes) -> str | None:
+    """UTF-16 or UTF-32, by byte order mark or by the NUL bytes ASCII text has in them."""
+    for bom, encoding in _BOMS.items():
+        if raw.startswith(bom):
+            return encoding
+    head = raw[:64]
+    if len(head) >= 4 and head.count(0) * 4 >= len(head):
+        return "UTF-32" if head[1:3] == b"\x00\x00" else "UTF-16"
+    return None
+
+
 def check_row(line: str, number: int, fmt: str = "chat") -> tuple[list[str], Example | None]:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         return [f"invalid JSON ({exc.msg} at column {exc.colno})"], None
+    except RecursionError:
+        return [f"JSON nested more than {MAX_DEPTH} levels deep"], None
+    except ValueError:  # an integer past Python's digit limit (sys.get_int_max_str_digits)
+        return ["invalid JSON: an integer with more digits than Python reads (4300)"], None
     if not isinstance(row, dict):
         return [f"expected a JSON object, got {type(row).__name__}"], None
-    problems = [f"unknown key {key!r} for format {fmt}" for key in row if key not in ROW_KEYS[fmt]]
+    unusable = _unusable(row)
+    if unusable:
+        return [unusable], None
+    problems = [
+        f"unknown key {_short(key)} for format {fmt}" for key in row if key not in ROW_KEYS[fmt]
+    ]
     if fmt == "chat":
         messages, more = _chat_messages(row)
     elif fmt == "prompt_completion":
@@ -138,6 +182,45 @@ def check_row(line: str, number: int, fmt: str = "chat") -> tuple[list[str], Exa
     )
 
 
+def _unusable(row: dict[str, Any]) -> str | None:
+    """What makes a row unusable whatever its format: too deep, or text that is not Unicode.
+
+    A lone surrogate ("\ud800" escaped in JSON) parses, but cannot be encoded as UTF-8:
+    the tokenizer, the chat template and every file it is written to would fail on it.
+    """
+    stack: list[tuple[Any, str, int]] = [(row, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"JSON nested more than {MAX_DEPTH} levels deep"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if _SURROGATE.search(key):
+                    return f"key {_short(key)}: not valid Unicode (a lone surrogate)"
+                stack.append((item, f"{where}.{key}" if where else key, depth + 1))
+        elif isinstance(value, list):
+            stack += [(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            place = where if len(where) <= 80 else where[:80] + "…"
+            return (
+                f"{place}: not valid Unicode text, a lone surrogate "
+                f"{_SURROGATE.search(value).group()!r} (the tokenizer cannot encode it)"
+            )
+    return None
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    """repr() of a value from the data, bounded (a row can hold a megabyte in one key)."""
+    if isinstance(value, str) and len(value) > limit:
+        quoted = repr(value[:limit])
+        return f"{quoted[0]}{quoted[1:-1][:limit]}…{quoted[-1]} ({len(value):,} characters)"
+    try:
+        text = repr(value)
+    except ValueError:  # an int past the digit limit
+        return f"<a {type(value).__name__} too large to show>"
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def _chat_messages(row: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, list[str]]:
     messages = row.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -155,12 +238,12 @@ def _chat_messages(row: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, li
 def _message_problems(message: Any, where: str) -> list[str]:
     if not isinstance(message, dict):
         return [f"{where}: expected an object"]
-    problems = [f"{where}: unknown key {key!r}" for key in message if key not in MESSAGE_KEYS]
+    problems = [f"{where}: unknown key {_short(key)}" for key in message if key not in MESSAGE_KEYS]
     role = message.get("role")
     if role is None:
         problems.append(f"{where}.role: missing")
     elif role not in ROLES:
-        problems.append(f"{where}.role: {role!r} is not one of {', '.join(ROLES)}")
+        problems.append(f"{where}.role: {_short(role)} is not one of {', '.join(ROLES)}")
     content = message.get("content")
     has_calls = "tool_calls" in message
     if content is None and not has_calls:
@@ -172,7 +255,7 @@ def _message_problems(message: Any, where: str) -> list[str]:
     if "weight" in message and (
         isinstance(message["weight"], bool) or message["weight"] not in (0, 1)
     ):
-        problems.append(f"{where}.weight: must be 0 or 1, got {message['weight']!r}")
+        problems.append(f"{where}.weight: must be 0 or 1, got {_short(message['weight'])}")
     if has_calls:
         problems += _tool_calls_problems(message["tool_calls"], f"{where}.tool_calls")
     return problems

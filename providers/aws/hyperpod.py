@@ -10,13 +10,14 @@ and checkpoints go to the cluster's shared file system, so a restarted job resum
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from providers import staging
 from providers.aws import sdk
-from providers.aws.images import pytorch_training_image
-from providers.aws.settings import CAPABILITIES, AwsSettings, resolve
+from providers.aws.images import training_image
+from providers.aws.settings import CAPABILITIES, resolve
 from providers.aws.storage import S3Storage
 from providers.base import (
     ClusterInfo,
@@ -80,7 +81,9 @@ class HyperPodJobs:
         hp = _hyperpod(setting.section)
         staged = staging.stage(recipe, identity, setting.site(self.target), self.capabilities)
         annotations = staging.final_tags(recipe, identity, K8S_ANNOTATIONS)
-        manifest = _manifest(staged, setting, hp, annotations.tags)
+        gpu = recipe.compute.accelerator != "cpu"
+        image, image_notes = training_image(setting.region, self.target, gpu, setting.section.image)
+        manifest = _manifest(staged, image, hp, annotations.tags)
         create = Request(
             api="k8s:CreateHyperPodPyTorchJob",
             body={
@@ -95,7 +98,9 @@ class HyperPodJobs:
             "RECIPE); the estimate prices the nodes for the job's duration"
         )
         compute = {"target": self.target, "cluster": hp.cluster, "image": container["image"]}
-        return staged.plan(create, compute, notes=[note])
+        plan = staged.plan(create, compute, notes=[*image_notes, note])
+        # The cluster's nodes are on demand: no spot figure for a job that cannot use it.
+        return dataclasses.replace(plan, estimate=dataclasses.replace(plan.estimate, spot_usd=None))
 
     @property
     def log_poll_s(self) -> float:
@@ -241,10 +246,9 @@ def _hyperpod(aws: Any) -> Any:
 
 
 def _manifest(
-    staged: staging.Staged, setting: AwsSettings, hp: Any, annotations: dict[str, str]
+    staged: staging.Staged, image: str, hp: Any, annotations: dict[str, str]
 ) -> dict[str, Any]:
     name = staged.identity.run_id
-    image = setting.section.image or pytorch_training_image(setting.region, gpu=True)
     instance_type = staged.hardware.offer.instance_type
     nodes = staged.recipe.compute.nodes
     gpus = staged.hardware.processes_per_node
@@ -290,7 +294,9 @@ def _manifest(
         "PYTHONPATH": f"{WORKDIR}/code",
         **{f"RECIPE_CHANNEL_{c.upper()}": f"{WORKDIR}/data/{c}" for c in channels},
     }
-    resources = {"nvidia.com/gpu": gpus}
+    # GPUs only where there are some: a CPU node has no nvidia.com/gpu to give.
+    gpu = staged.recipe.compute.accelerator != "cpu"
+    resources = {"nvidia.com/gpu": gpus} if gpu else {}
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
@@ -310,6 +316,9 @@ def _manifest(
                         "metadata": {"labels": {RUN_LABEL: name}},
                         "spec": {
                             "nodeSelector": {"node.kubernetes.io/instance-type": instance_type},
+                            # Kubernetes' default 30 s is too short to finish a step and
+                            # checkpoint after SIGTERM; hyperpodrun waits 90 s before SIGKILL.
+                            "terminationGracePeriodSeconds": 120,
                             "containers": [
                                 {
                                     "name": "trainer",
@@ -320,15 +329,23 @@ def _manifest(
                                     ],
                                     "resources": {"requests": resources, "limits": resources},
                                     "volumeMounts": [
-                                        {"name": "shared", "mountPath": hp.shared_dir}
+                                        {"name": "shared", "mountPath": hp.shared_dir},
+                                        {"name": "shm", "mountPath": "/dev/shm"},
                                     ],
                                 }
                             ],
                             "volumes": [
                                 {
                                     "name": "shared",
-                                    "persistentVolumeClaim": {"claimName": "fsx-claim"},
-                                }
+                                    "persistentVolumeClaim": {"claimName": hp.claim},
+                                },
+                                # NCCL needs more shared memory than a container's 64 MiB:
+                                # the node's /dev/shm, as the HyperPod EKS examples mount it
+                                # (awsome-distributed-training, sagemaker-hyperpod-cli).
+                                {
+                                    "name": "shm",
+                                    "hostPath": {"path": "/dev/shm", "type": "Directory"},
+                                },
                             ],
                         },
                     },
@@ -368,6 +385,9 @@ def cluster_request(recipe: Recipe, identity: RunIdentity) -> Request:
         "NodeRecovery": "Automatic",
         "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
     }
+    aws = setting.section
+    if aws.subnets:  # CreateClusterRequest.VpcConfig (botocore's sagemaker model)
+        body["VpcConfig"] = {"SecurityGroupIds": aws.security_groups, "Subnets": aws.subnets}
     return Request(api="sagemaker:CreateCluster", body=body)
 
 

@@ -1,16 +1,15 @@
 """AWS PyTorch training containers (Deep Learning Containers), resolved offline.
 
-The image is the one in the region's DLC registry; most regions share one
-account, the rest are listed (from the SageMaker Python SDK's image_uri_config
-for pytorch, checked 2026-11). Bump PYTORCH_* together with requirements.txt
-when moving to a newer container.
+Which image and what is in it comes from the image catalog (providers/images.yaml);
+here, where it lives: the region's DLC registry. Most regions share one account, the
+rest are listed (from the SageMaker Python SDK's image_uri_config for pytorch,
+checked 2026-11).
 """
 
 from __future__ import annotations
 
-PYTORCH_VERSION = "2.8.0"
-GPU_TAG = f"{PYTORCH_VERSION}-gpu-py312-cu129-ubuntu22.04-sagemaker"
-CPU_TAG = f"{PYTORCH_VERSION}-cpu-py312-ubuntu22.04-sagemaker"
+from providers import images
+
 DEFAULT_ACCOUNT = "763104351884"
 REGION_ACCOUNTS = {
     "af-south-1": "626614931356",
@@ -38,8 +37,11 @@ REGION_ACCOUNTS = {
 }
 
 
-def pytorch_training_image(region: str, gpu: bool) -> str:
+def training_image(
+    region: str, kind: str, gpu: bool, explicit: str | None
+) -> tuple[str, tuple[str, ...]]:
+    """The image URI for a SageMaker job kind in a region, and the plan's notes on it."""
     account = REGION_ACCOUNTS.get(region, DEFAULT_ACCOUNT)
     domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    tag = GPU_TAG if gpu else CPU_TAG
-    return f"{account}.dkr.ecr.{region}.{domain}/pytorch-training:{tag}"
+    fill = {"account": account, "region": region, "domain": domain}
+    return images.choose("aws", kind, gpu, explicit, "compute.aws.image", **fill)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from providers.aws.storage import object_tagging
 from providers.base import Capabilities
 from providers.staging import Needed, Site, needed_settings, section
 from recipes.cost import catalog
@@ -47,6 +48,7 @@ class AwsSettings:
             tag_rules=AWS_TAG_RULES,
             wandb_reference=wandb_reference(self.section),
             upload_api="s3:PutObject",
+            object_tags=object_tagging,
         )
 
 
@@ -71,6 +73,15 @@ def resolve(recipe: Recipe) -> AwsSettings:
     values = needed_settings("aws", aws, NEEDED)
     if not values["bucket"].startswith("s3://"):
         raise RecipeInputError(Problem("expected s3://BUCKET[/PREFIX]", field="compute.aws.bucket"))
+    vpc = (len(aws.subnets), len(aws.security_groups))
+    if vpc != (0, 0) and not (1 <= vpc[0] <= 16 and 1 <= vpc[1] <= 5):
+        # VpcConfig of CreateTrainingJob and CreateCluster (botocore's sagemaker model):
+        # Subnets 1-16 and SecurityGroupIds 1-5, both required.
+        raise RecipeInputError(
+            Problem(
+                "give 1-16 subnets and 1-5 security_groups together", field="compute.aws.subnets"
+            )
+        )
     bucket = values["bucket"].rstrip("/")
     return AwsSettings(section=aws, region=aws.region, role=values["role"], bucket=bucket)
 

@@ -9,6 +9,7 @@ from typing import Any
 from providers.aws import sdk
 from providers.staging import fetch_file, unless_missing
 from recipes.errors import Problem, RecipeInputError
+from recipes.tags import S3_OBJECT_MAX_TAGS
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -31,11 +32,12 @@ class S3Storage:
         )
         return head is not None and head.get("Metadata", {}).get("sha256") == sha256
 
-    def put(self, uri: str, data: bytes, tags: dict[str, str], sha256: str | None) -> None:
+    def put(self, body: dict[str, Any], data: bytes) -> None:
+        uri = body["uri"]
         bucket, key = split_s3(uri)
-        extra: dict[str, Any] = {"Tagging": urllib.parse.urlencode(tags)}
-        if sha256:
-            extra["Metadata"] = {"sha256": sha256}
+        extra: dict[str, Any] = {"Tagging": body["Tagging"]}
+        if body.get("sha256"):
+            extra["Metadata"] = {"sha256": body["sha256"]}
         sdk.call(
             lambda: self.s3.put_object(Bucket=bucket, Key=key, Body=data, **extra), f"upload {uri}"
         )
@@ -43,6 +45,21 @@ class S3Storage:
     def delete(self, uri: str) -> None:
         bucket, key = split_s3(uri)
         sdk.call(lambda: self.s3.delete_object(Bucket=bucket, Key=key), f"delete {uri}")
+
+
+def object_tagging(tags: dict[str, str]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """PutObject's Tagging (URL query encoded, botocore's s3 model) with at most the 10 tags
+    S3 allows per object: the recipe's own tags first (cost allocation), then the run's."""
+    kept = dict(list(tags.items())[:S3_OBJECT_MAX_TAGS])
+    dropped = [key for key in tags if key not in kept]
+    notes = ()
+    if dropped:
+        notes = (
+            f"S3 objects carry at most {S3_OBJECT_MAX_TAGS} tags: uploads omit "
+            + ", ".join(dropped)
+            + " (the training job carries every tag)",
+        )
+    return {"Tagging": urllib.parse.urlencode(kept)}, notes
 
 
 def download(location: str, directory: Path, client: Any = None) -> Path:

@@ -16,9 +16,9 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from providers import staging
+from providers import images, staging
 from providers.aws import sdk
-from providers.aws.images import pytorch_training_image
+from providers.aws.images import training_image
 from providers.aws.settings import CAPABILITIES, AwsSettings, resolve
 from providers.aws.storage import S3Storage
 from providers.base import (
@@ -80,11 +80,12 @@ class TrainingJobs:
     def plan(self, recipe: Recipe, identity: RunIdentity) -> Plan:
         setting = resolve(recipe)
         staged = staging.stage(recipe, identity, setting.site(self.target), self.capabilities)
-        body = _training_job_body(staged, setting)
+        gpu = recipe.compute.accelerator != "cpu"
+        image, notes = training_image(setting.region, self.target, gpu, setting.section.image)
+        body = _training_job_body(staged, setting, image)
         _check_limits(body)
         create = Request(api="sagemaker:CreateTrainingJob", body=body)
-        image = body["AlgorithmSpecification"]["TrainingImage"]
-        return staged.plan(create, {"target": self.target, "image": image})
+        return staged.plan(create, {"target": self.target, "image": image}, notes)
 
     @property
     def log_poll_s(self) -> float:
@@ -149,12 +150,10 @@ class TrainingJobs:
 # --- the CreateTrainingJob body -----------------------------------------------------------
 
 
-def _training_job_body(staged: staging.Staged, setting: AwsSettings) -> dict[str, Any]:
+def _training_job_body(staged: staging.Staged, setting: AwsSettings, image: str) -> dict[str, Any]:
     recipe, aws, base = staged.recipe, setting.section, staged.run_base
     compute = recipe.compute
     instance_type = staged.hardware.offer.instance_type
-    gpu = compute.accelerator != "cpu"
-    image = aws.image or pytorch_training_image(setting.region, gpu)
     options = ["--no-install"] if aws.network_isolation or aws.image else []
     launch = launch_command(RECIPE_PATH, *options)  # an isolated container cannot pip install
     bootstrap = (
@@ -208,9 +207,37 @@ def _channel(name: str, uri: str) -> dict[str, Any]:
     }
 
 
+# VolumeKmsKeyId takes a key ID or key ARN only, OutputDataConfig.KmsKeyId an alias too
+# (botocore's sagemaker model, the two members' documentation).
+_KMS_KEY = re.compile(
+    r"(mrk-[0-9a-f]{32}|[0-9a-f-]{36}|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/.+)"
+)
+
+
 def _check_limits(body: dict[str, Any]) -> None:
     """SageMaker's documented limits, checked here because botocore and moto do not."""
     problems = []
+    volume_key = body["ResourceConfig"].get("VolumeKmsKeyId")
+    if volume_key and not _KMS_KEY.fullmatch(volume_key):
+        problems.append(
+            Problem(
+                f"'{volume_key}' cannot encrypt the training volume: VolumeKmsKeyId takes a "
+                "key ID or key ARN, not an alias",
+                field="compute.aws.kms_key",
+                hint="give the key's ID or ARN (an alias works for the output only)",
+            )
+        )
+    image = body["AlgorithmSpecification"]["TrainingImage"]
+    if body["EnableNetworkIsolation"] and images.is_catalog_image(image):
+        problems.append(
+            Problem(
+                "an isolated container cannot install the training requirements nor download "
+                "a hub model",
+                field="compute.aws.network_isolation",
+                hint="set compute.aws.image to an image with training_scripts/requirements.txt "
+                "installed and a local or s3:// base model",
+            )
+        )
     name = body["TrainingJobName"]
     if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
         problems.append(Problem(f"job name '{name}' breaks SageMaker's pattern", field="name"))
@@ -227,13 +254,6 @@ def _check_limits(body: dict[str, Any]) -> None:
             Problem(
                 "must be at least compute.max_runtime (it includes the runtime)",
                 field="compute.aws.spot_max_wait",
-            )
-        )
-    vpc = body.get("VpcConfig")
-    if vpc and not (1 <= len(vpc["SecurityGroupIds"]) <= 5 and 1 <= len(vpc["Subnets"]) <= 16):
-        problems.append(
-            Problem(
-                "give 1-16 subnets and 1-5 security_groups together", field="compute.aws.subnets"
             )
         )
     for part in body["AlgorithmSpecification"]["ContainerEntrypoint"]:

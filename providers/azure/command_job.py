@@ -17,10 +17,11 @@ learn.microsoft.com/azure/machine-learning/how-to-train-distributed-gpu).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
-from providers import staging
+from providers import images, staging
 from providers.azure import sdk
 from providers.azure.settings import CAPABILITIES, Workspace, resolve
 from providers.azure.storage import DatastoreStorage
@@ -37,14 +38,12 @@ from providers.base import (
 from providers.contract import launch_command
 from recipes.schema import Recipe
 
-DEFAULT_ENVIRONMENT = (
-    "azureml://registries/azureml/environments/acpt-pytorch-2.2-cuda12.1/versions/42"
-)
-CPU_ENVIRONMENT = "azureml://registries/azureml/environments/sklearn-1.5/versions/20"
 WORKDIR = "/tmp/recipe-code"
 LOG_POLL_S = 5.0
-# Azure ML writes std_log.txt for one process per node (ours: launch.py and what it starts).
-LOG_BLOB = "ExperimentRun/dcid.{name}/user_logs/std_log.txt"
+# Azure ML writes each process's output to user_logs/: std_log.txt for a single process,
+# std_log_process_<rank>.txt when there are several (one per node here: launch.py).
+LOG_DIR = "ExperimentRun/dcid.{name}/user_logs/"
+LOG_NAME = re.compile(r"std_log(?:_process_(\d+))?\.txt")
 _STATES = {
     "NotStarted": State.QUEUED,
     "Queued": State.QUEUED,
@@ -79,7 +78,10 @@ class CommandJobs:
     def plan(self, recipe: Recipe, identity: RunIdentity) -> Plan:
         ws = resolve(recipe)
         staged = staging.stage(recipe, identity, ws.site(self.target), self.capabilities)
-        body = sdk.rest_body(_build_job(staged, ws))
+        gpu = recipe.compute.accelerator != "cpu"
+        field = "compute.azure.environment"
+        environment, notes = images.choose("azure", self.target, gpu, ws.section.environment, field)
+        body = sdk.rest_body(_build_job(staged, ws, environment))
         create = Request(
             api="azureml:CreateOrUpdateJob",
             body={
@@ -87,11 +89,10 @@ class CommandJobs:
                 "job": body,
             },
         )
-        notes = []
         if recipe.compute.spot:
-            notes.append(
+            notes += (
                 f"spot: runs at low priority; the cluster '{ws.cluster}' must be a "
-                "low-priority AmlCompute cluster"
+                "low-priority AmlCompute cluster",
             )
         compute = {
             **ws.scope,
@@ -146,11 +147,21 @@ class CommandJobs:
         return status
 
     def new_log_lines(self, ref: RunRef, cursor: dict[str, Any]) -> list[str]:
-        """The job's std_log.txt from the workspace artifact store (what the studio shows)."""
-        path = LOG_BLOB.format(name=ref.ids["job_name"])
-        text = self.datastores(ref.ids).read_text("workspaceartifactstore", path)
-        position, cursor["position"] = cursor.get("position", 0), len(text)
-        return text[position:].splitlines(keepends=True)
+        """Each node's std_log from the workspace artifact store (what the studio shows),
+        labelled by rank when there are several."""
+        store, directory = self.datastores(ref.ids), LOG_DIR.format(name=ref.ids["job_name"])
+        ranks = {}
+        for name in store.names("workspaceartifactstore", directory):
+            match = LOG_NAME.fullmatch(name[len(directory) :])
+            if match:
+                ranks[int(match[1] or 0)] = name
+        lines = []
+        for rank, name in sorted(ranks.items()):
+            text = store.read_text("workspaceartifactstore", name)
+            position, cursor[name] = cursor.get(name, 0), len(text)
+            prefix = f"[rank {rank}] " if len(ranks) > 1 else ""
+            lines += [prefix + line for line in text[position:].splitlines(keepends=True)]
+        return lines
 
     def stop(self, ref: RunRef) -> None:
         ml = self.client(ref.ids)
@@ -182,7 +193,7 @@ def _scope(values: dict[str, Any]) -> dict[str, str]:
     return {k: values[k] for k in ("subscription", "resource_group", "workspace")}
 
 
-def _build_job(staged: staging.Staged, ws: Workspace) -> Any:
+def _build_job(staged: staging.Staged, ws: Workspace, environment: str) -> Any:
     recipe, azure = staged.recipe, ws.section
     nodes = recipe.compute.nodes
     launch = launch_command(
@@ -191,9 +202,6 @@ def _build_job(staged: staging.Staged, ws: Workspace) -> Any:
     command = (
         f"mkdir -p {WORKDIR} && tar -xzf ${{{{inputs.code}}}} -C {WORKDIR} && cd {WORKDIR} "
         f"&& exec {launch}"
-    )
-    environment = azure.environment or (
-        DEFAULT_ENVIRONMENT if recipe.compute.accelerator != "cpu" else CPU_ENVIRONMENT
     )
     return sdk.command_job(
         name=staged.identity.run_id,

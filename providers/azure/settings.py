@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from providers.azure.storage import SCOPE_ENV, blob_metadata
 from providers.base import Capabilities
 from providers.staging import Needed, Site, needed_settings, section
 from recipes.cost import catalog
@@ -27,11 +28,6 @@ CAPABILITIES = Capabilities(
         "max_processes_per_node": "Azure ML VM sizes have at most 8 GPUs",
     },
 )
-SCOPE_ENV = {
-    "subscription": "AZURE_SUBSCRIPTION_ID",
-    "resource_group": "AZURE_RESOURCE_GROUP",
-    "workspace": "AZUREML_WORKSPACE_NAME",
-}
 
 
 @dataclass(frozen=True)
@@ -70,6 +66,7 @@ class Workspace:
             tag_rules=AZURE_TAG_RULES,
             wandb_reference=f"azure-keyvault:{secret}" if secret else None,
             upload_api="storage:upload",
+            object_tags=blob_metadata,
         )
 
 

@@ -20,11 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from providers.azure import sdk
-from providers.azure.settings import SCOPE_ENV as _SCOPE_ENV
 from providers.staging import fetch_file, unless_missing
 from recipes.errors import Problem, RecipeInputError
 
 BLOB_ENDPOINT_ENV = "RECIPE_AZURE_BLOB_ENDPOINT"
+# The workspace, when a recipe or a URI does not name it (the usual Azure ML variables).
+SCOPE_ENV = {
+    "subscription": "AZURE_SUBSCRIPTION_ID",
+    "resource_group": "AZURE_RESOURCE_GROUP",
+    "workspace": "AZUREML_WORKSPACE_NAME",
+}
 
 _LONG = re.compile(
     r"azureml://subscriptions/(?P<subscription>[^/]+)/resourcegroups/(?P<resource_group>[^/]+)"
@@ -56,7 +61,7 @@ def parse(uri: str, env: dict[str, str] | None = None) -> DatastorePath:
             )
         )
     parts = match.groupdict()
-    missing = [var for key, var in _SCOPE_ENV.items() if not (parts.get(key) or env.get(var))]
+    missing = [var for key, var in SCOPE_ENV.items() if not (parts.get(key) or env.get(var))]
     if missing:
         raise RecipeInputError(
             Problem(
@@ -65,7 +70,7 @@ def parse(uri: str, env: dict[str, str] | None = None) -> DatastorePath:
                 hint="set them, or use the long azureml://subscriptions/... form",
             )
         )
-    scope = {key: parts.get(key) or env[var] for key, var in _SCOPE_ENV.items()}
+    scope = {key: parts.get(key) or env[var] for key, var in SCOPE_ENV.items()}
     return DatastorePath(**scope, datastore=parts["datastore"], path=parts["path"])
 
 
@@ -101,10 +106,11 @@ class DatastoreStorage:
         props = unless_missing(lambda: sdk.call(blob.get_blob_properties, f"read {uri}"))
         return props is not None and props.metadata.get("sha256") == sha256
 
-    def put(self, uri: str, data: bytes, tags: dict[str, str], sha256: str | None) -> None:
-        metadata = {re.sub(r"\W", "_", k): v for k, v in tags.items()}
-        if sha256:
-            metadata["sha256"] = sha256
+    def put(self, body: dict[str, Any], data: bytes) -> None:
+        uri = body["uri"]
+        metadata = dict(body["metadata"])
+        if body.get("sha256"):
+            metadata["sha256"] = body["sha256"]
         blob = self._blob(uri)
         sdk.call(lambda: blob.upload_blob(data, overwrite=True, metadata=metadata), f"upload {uri}")
 
@@ -112,11 +118,30 @@ class DatastoreStorage:
         datastore, path = split_uri(uri)
         sdk.call(lambda: self.container(datastore).delete_blob(path), f"delete {uri}")
 
+    def names(self, datastore: str, prefix: str) -> list[str]:
+        """Blob names under a prefix (List Blobs)."""
+        container = self.container(datastore)
+        listing = lambda: [b.name for b in container.list_blobs(name_starts_with=prefix)]  # noqa: E731
+        return sdk.call(listing, f"list {prefix}")
+
     def read_text(self, datastore: str, path: str) -> str:
         """A blob's text, or "" when it does not exist (yet)."""
         blob = self.container(datastore).get_blob_client(path)
         data = unless_missing(lambda: sdk.call(lambda: blob.download_blob().readall(), "read logs"))
         return data.decode("utf-8", errors="replace") if data else ""
+
+
+def blob_metadata(tags: dict[str, str]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The run's tags as blob metadata: names must be C# identifiers (Azure Storage,
+    "Naming and referencing containers, blobs, and metadata"), so others become _."""
+    metadata = {_identifier(key): value for key, value in tags.items()}
+    return {"metadata": metadata}, ()
+
+
+def _identifier(name: str) -> str:
+    """A C# identifier: letters, digits and _, not starting with a digit."""
+    name = re.sub(r"\W", "_", name, flags=re.ASCII)
+    return f"_{name}" if name[:1].isdigit() else name
 
 
 def download(uri: str, directory: Path, ml_client: Any = None) -> Path:

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from providers import staging
+from providers import images, staging
 from providers.base import (
     Plan,
     Request,
@@ -36,9 +36,10 @@ from providers.gcp.settings import CAPABILITIES, GcpSettings, resolve
 from providers.gcp.storage import GcsStorage
 from recipes.schema import Recipe
 
-# Vertex AI's prebuilt PyTorch training containers (checked 2026-11; the newest listed
-# for custom training). Bump together with training_scripts/requirements.txt.
-PYTORCH_TAG = "2-4.py310"
+# Boot disks: Vertex's default is pd-ssd, except machine series that only take Hyperdisk
+# (A3 Ultra and A4), whose default and only choice is hyperdisk-balanced
+# (aiplatform_v1 DiskSpec.boot_disk_type; "Configure compute resources for custom training").
+HYPERDISK_ONLY = ("a3-ultragpu-", "a4-highgpu-")
 CODE_DIR = "/tmp/code"
 FUSE_ROOT = "/gcs"  # Cloud Storage FUSE mount inside every Vertex custom job
 LOGGING_ENDPOINT = "https://logging.googleapis.com"
@@ -87,14 +88,16 @@ class CustomJobs:
     def plan(self, recipe: Recipe, identity: RunIdentity) -> Plan:
         setting = resolve(recipe)
         staged = staging.stage(recipe, identity, setting.site(self.target), self.capabilities)
-        image = pytorch_training_image(setting.region, gpu=staged.hardware.offer.gpus > 0)
+        gpu = staged.hardware.offer.gpus > 0
+        field = "compute.gcp.image"
+        image, notes = images.choose("gcp", self.target, gpu, setting.section.image, field)
         job = _custom_job(staged, setting, image)
         create = Request(
             api="vertex:CreateCustomJob",
             body={"parent": _parent(setting.project, setting.region), "customJob": job},
         )
         compute = {"project": setting.project, "target": self.target, "image": image}
-        return staged.plan(create, compute)
+        return staged.plan(create, compute, notes)
 
     @property
     def log_poll_s(self) -> float:
@@ -191,17 +194,6 @@ class CustomJobs:
 # --- the CustomJob body --------------------------------------------------------------------
 
 
-def pytorch_training_image(region: str, gpu: bool) -> str:
-    """Vertex's prebuilt PyTorch training container, from the registry nearest the region."""
-    if region.startswith("europe"):
-        host = "europe-docker.pkg.dev"
-    elif region.startswith(("asia", "australia", "me-")):
-        host = "asia-docker.pkg.dev"
-    else:
-        host = "us-docker.pkg.dev"
-    return f"{host}/vertex-ai/training/pytorch-{'gpu' if gpu else 'cpu'}.{PYTORCH_TAG}:latest"
-
-
 def fuse_path(uri: str) -> str:
     return FUSE_ROOT + "/" + uri[len("gs://") :]
 
@@ -219,6 +211,8 @@ def _custom_job(staged: staging.Staged, setting: GcpSettings, image: str) -> dic
     bootstrap = _bootstrap(staged.inputs["code"], staged.inputs["recipe"])
     compute = recipe.compute
     machine: dict[str, Any] = {"machineType": offer.instance_type}
+    hyperdisk = offer.instance_type.startswith(HYPERDISK_ONLY)
+    disk_type = "hyperdisk-balanced" if hyperdisk else "pd-ssd"
     if offer.gpus:
         machine["acceleratorType"] = offer.accelerator_type
         machine["acceleratorCount"] = offer.gpus
@@ -228,7 +222,7 @@ def _custom_job(staged: staging.Staged, setting: GcpSettings, image: str) -> dic
             "machineSpec": dict(machine),
             "replicaCount": str(replicas),  # int64: a string in proto JSON
             # Vertex's default boot disk is 100 GB.
-            "diskSpec": {"bootDiskType": "pd-ssd", "bootDiskSizeGb": staging.disk_gb(recipe, 100)},
+            "diskSpec": {"bootDiskType": disk_type, "bootDiskSizeGb": staging.disk_gb(recipe, 100)},
             "containerSpec": {
                 "imageUri": image,
                 "command": ["bash", "-c", bootstrap],

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from providers.base import Capabilities
+from providers.gcp.storage import object_metadata
 from providers.staging import Needed, Site, needed_settings, section
 from recipes.cost import catalog
 from recipes.errors import Problem, RecipeInputError
@@ -48,6 +49,7 @@ class GcpSettings:
             tag_rules=GCP_TAG_RULES,
             wandb_reference=wandb_reference(self),
             upload_api="storage:upload",
+            object_tags=object_metadata,
         )
 
 

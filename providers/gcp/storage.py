@@ -32,10 +32,12 @@ class GcsStorage:
         current = sdk.call(lambda: bucket.get_blob(name, retry=sdk.storage_retry()), f"read {uri}")
         return current is not None and (current.metadata or {}).get("sha256") == sha256
 
-    def put(self, uri: str, data: bytes, tags: dict[str, str], sha256: str | None) -> None:
+    def put(self, body: dict[str, Any], data: bytes) -> None:
+        uri = body["uri"]
         bucket_name, name = split_gs(uri)
         blob = self.client.bucket(bucket_name).blob(name)
-        blob.metadata = {**tags, **({"sha256": sha256} if sha256 else {})}
+        sha256 = body.get("sha256")
+        blob.metadata = {**body["metadata"], **({"sha256": sha256} if sha256 else {})}
         if name.endswith(ARCHIVE_NAME):
             content_type = "application/gzip"
         elif name.endswith(".json"):
@@ -53,6 +55,11 @@ class GcsStorage:
     def delete(self, uri: str) -> None:
         bucket_name, name = split_gs(uri)
         sdk.call(lambda: self.client.bucket(bucket_name).blob(name).delete(), f"delete {uri}")
+
+
+def object_metadata(tags: dict[str, str]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Cloud Storage objects have no labels: the run's tags go in as custom metadata."""
+    return {"metadata": dict(tags)}, ()
 
 
 def download(location: str, directory: Path, client: Any = None) -> Path:

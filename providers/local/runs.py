@@ -40,7 +40,8 @@ from providers.contract import (
     run_tags,
 )
 from providers.local import runtime as rt
-from recipes.home import runs_dir
+from recipes.errors import Problem, RecipeInputError
+from recipes.home import HOME_ENV, runs_dir
 from recipes.schema import Recipe
 
 # Variables the job always gets. Credentials (WANDB_API_KEY, HF_TOKEN...) are
@@ -148,6 +149,14 @@ class LocalRuns:
             run_dir.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
             raise ProviderError(f"run directory already exists: {run_dir}") from None
+        except OSError as exc:
+            raise RecipeInputError(
+                Problem(
+                    f"cannot create the run directory {run_dir}: {exc.strerror}",
+                    file=HOME_ENV,
+                    hint="point RECIPE_HOME at a writable directory",
+                )
+            ) from None
         try:
             for name, content in body["files"].items():
                 rt.write_json_atomic(run_dir / name, content)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recipes.errors import shorten
 from recipes.schema import Recipe
 from training_scripts import pii
 from training_scripts.data import exact_key, normalized_key
@@ -150,6 +151,12 @@ def _token_stats(
             encoded = encode(example, tokenizer, settings.train_on)
         except DataError as exc:
             findings.append(Finding("error", example.line, exc.problems[0].message))
+            continue
+        except Exception as exc:  # the model's own chat template (Jinja) refused the row
+            reason = shorten(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            findings.append(
+                Finding("error", example.line, f"the chat template cannot render it: {reason}")
+            )
             continue
         if len(encoded) > settings.max_seq_len:
             findings.append(

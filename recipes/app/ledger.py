@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from providers.base import RunRef, State
-from recipes.errors import RecipeInputError, did_you_mean
+from recipes.errors import Problem, RecipeInputError, did_you_mean
 from recipes.home import runs_dir
 
 _SCHEMA = """
@@ -48,7 +48,16 @@ class Ledger:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecipeInputError(
+                Problem(
+                    f"cannot create {self.path.parent}: {exc.strerror}",
+                    file="RECIPE_HOME",
+                    hint="point RECIPE_HOME at a directory; it is created when missing",
+                )
+            ) from None
         conn = sqlite3.connect(self.path, timeout=30)
         try:
             conn.execute(_SCHEMA)

@@ -124,6 +124,7 @@ def run(
     On a cloud the job name comes from the recipe's content: the same recipe again
     reports the existing job (`existing`), unless `new_attempt` asks for attempt N+1.
     """
+    ledger = Ledger()  # a bad RECIPE_HOME is refused before anything is created
     prepared = prepare(file, overrides, provider, backend=backend)
     loaded, backend, plan = prepared.loaded, prepared.backend, prepared.plan
     recipe = loaded.resolved()
@@ -139,7 +140,6 @@ def run(
         latest = backend.latest_attempt(plan)
         plan = prepare(file, overrides, provider, attempt=latest + 1, backend=backend).plan
     submitted = backend.submit(plan)
-    ledger = Ledger()
     ledger.record(submitted.ref, recipe.name, str(file), State.QUEUED)
     state = State.QUEUED
     if submitted.existing:

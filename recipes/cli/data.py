@@ -54,7 +54,9 @@ def check(
 def preview(
     file: Annotated[Path, typer.Argument(help="JSONL file.")],
     recipe: RecipeOpt = None,
-    count: Annotated[int, typer.Option("--count", "-n", min=1, help="How many examples.")] = 3,
+    count: Annotated[
+        int, typer.Option("--count", "-n", min=1, max=100_000, help="How many examples.")
+    ] = 3,
 ) -> None:
     """Show examples as the model sees them, trained tokens marked ⟦like this⟧."""
     from recipes.app import data as use

@@ -30,6 +30,9 @@ AttemptOpt = Annotated[
     typer.Option(
         "--attempt",
         min=1,
+        # A 48-character recipe name + '-' + 8 + '-' + 5 digits = 63, SageMaker's limit
+        # for a training job name (and within Vertex's and Azure ML's).
+        max=99999,
         help="Cloud job attempt to plan (job names are <recipe>-<hash8>-<attempt>).",
     ),
 ]
@@ -196,7 +199,9 @@ def cancel(run_id: RunIdArg, output: FormatOpt = Format.text) -> None:
 @handle_errors
 def runs(
     output: FormatOpt = Format.text,
-    limit: Annotated[int, typer.Option(min=1, help="How many of the newest runs.")] = 20,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="How many of the newest runs.")
+    ] = 20,
 ) -> None:
     """List runs launched from here (newest first), refreshing the unfinished ones."""
     from recipes.app import runs as use

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -11,7 +12,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 class Section(BaseModel):
     """Base for every recipe section: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # .inf and .nan are YAML numbers; no count, duration or bound of a recipe takes them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -29,6 +31,8 @@ def parse_duration(value: object) -> int:
         if not match:
             raise ValueError("expected a duration such as '24h', '90m', '3600s' or '2d'")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds, minutes, hours or days")
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return int(seconds)

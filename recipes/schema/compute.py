@@ -50,6 +50,12 @@ class HyperPodSpec(Section):
         default="/fsx",
         description="Shared file system mounted on every node (outputs, checkpoints).",
     )
+    claim: str = Field(
+        default="fsx-claim",
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="PersistentVolumeClaim of the shared file system, in the jobs' namespace "
+        "(a pod can mount only a claim of its own namespace).",
+    )
 
 
 class AwsCompute(Section):
@@ -137,6 +143,11 @@ class GcpCompute(Section):
     )
     machine_type: str | None = Field(
         default=None, description="Explicit machine type (e.g. a2-ultragpu-8g)."
+    )
+    image: str | None = Field(
+        default=None,
+        description="Training container URI (default: the image catalog's, the official "
+        "PyTorch image); it needs Python >= 3.10 and torch >= 2.6.",
     )
     service_account: str | None = Field(
         default=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import Field, PlainValidator
@@ -15,7 +16,7 @@ def _fraction_or_location(value: object) -> float | str | None:
     if isinstance(value, bool):
         raise ValueError("expected a fraction such as 0.1 or a file path")
     if isinstance(value, int | float):
-        if not 0 < float(value) < 1:
+        if not math.isfinite(value) or not 0 < float(value) < 1:
             raise ValueError("a validation fraction must be between 0 and 1 (exclusive)")
         return float(value)
     if isinstance(value, str) and value.strip():

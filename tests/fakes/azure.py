@@ -57,6 +57,7 @@ class FakeAzureML:
         r("GET", base + r"/datastores/(?P<name>[^/]+)", self.datastore)
         r("POST", base + r"/datastores/(?P<name>[^/]+)/listSecrets", self.secrets)
         blob = rf"/{ACCOUNT}/(?P<container>[^/]+)/(?P<blob>.+)"
+        r("GET", rf"^/{ACCOUNT}/(?P<container>[^/]+)$", self.list_blobs)
         r("HEAD", blob, self.head_blob)
         r("PUT", blob, self.put_blob)
         r("GET", blob, self.get_blob)
@@ -215,6 +216,30 @@ class FakeAzureML:
             },
             data[first : last + 1],
         )
+
+    def list_blobs(self, request: Seen, match: re.Match[str]) -> Reply:
+        """Blob service "List Blobs" (GET ?restype=container&comp=list&prefix=): the
+        EnumerationResults XML of the Blob REST API, one page."""
+        assert request.query.get("comp") == ["list"], request.query
+        prefix = (request.query.get("prefix") or [""])[0]
+        container = match["container"]
+        names = sorted(
+            key.split("/", 1)[1]
+            for key in self.blobs
+            if key.startswith(f"{container}/") and key.split("/", 1)[1].startswith(prefix)
+        )
+        items = "".join(
+            f"<Blob><Name>{name}</Name><Properties><Last-Modified>{LAST_MODIFIED}</Last-Modified>"
+            f"<Etag>0x1</Etag><Content-Length>{len(self.blobs[f'{container}/{name}'])}"
+            "</Content-Length><BlobType>BlockBlob</BlobType></Properties></Blob>"
+            for name in names
+        )
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?><EnumerationResults '
+            f'ServiceEndpoint="{self.url}/{ACCOUNT}/" ContainerName="{container}">'
+            f"<Prefix>{prefix}</Prefix><Blobs>{items}</Blobs><NextMarker /></EnumerationResults>"
+        )
+        return 200, {"Content-Type": "application/xml"}, body.encode()
 
     def delete_blob(self, _: Seen, match: re.Match[str]) -> Reply:
         self.blobs.pop(f"{match['container']}/{match['blob']}", None)
