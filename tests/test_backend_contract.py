@@ -593,6 +593,26 @@ def test_missing_credentials_are_one_line_and_exit_3(
     assert line == f"error: {err.value}"  # the CLI says what the backend raised
 
 
+def test_without_credentials_status_logs_cancel_are_one_line(
+    harness: Harness, cli: CLI, tmp_path: Path
+) -> None:
+    """Following a run from another shell with a missing or expired login: one line, exit 3,
+    no SDK noise (Azure's credential chain logs a warning per credential it tried)."""
+    need(harness, "without_credentials")
+    from recipes.app.ledger import Ledger
+
+    ref = harness.launch(1)
+    Ledger(Path(cli.env["RECIPE_HOME"]) / "ledger.sqlite").record(
+        ref, "contract", "recipe.yaml", State.RUNNING
+    )
+    cli.env = harness.without_credentials(cli.env, str(tmp_path / "nowhere"))
+    for command in (["status"], ["logs"], ["cancel"]):
+        result = cli(*command, ref.run_id)
+        assert result.returncode == 3, (command, result.stderr)
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("error: ") and harness.login_hint in line, (command, line)
+
+
 def test_status_maps_every_state_of_the_service(harness: Harness) -> None:
     ref = harness.launch(1)
     seen = {}
