@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import urllib.parse
 from typing import Any
 
@@ -203,3 +204,49 @@ def test_every_cloud_hands_its_signals_to_the_launcher(provider: str, path: Any)
     }[plan.requests[-1].api]()
     last = command.strip().splitlines()[-1].split("&&")[-1].strip()
     assert last.startswith("exec python -m training_scripts.launch "), last
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        [
+            "compute.accelerator=cpu",
+            "compute.gpus_per_node=0",
+            "training.batch_size=16",
+            "compute.aws.instance_type=ml.c5.2xlarge",
+        ],
+        ["compute.aws.hyperpod.namespace=team-a", "tags.cost_center=cc 4711/x"],
+    ],
+    ids=["gpu", "cpu", "namespace-and-odd-tags"],
+)
+def test_hyperpod_manifests_fit_the_crd(overrides: list[str]) -> None:
+    import jsonschema
+
+    from tests.fakes.hyperpod_crd import SCHEMA
+
+    manifest = plan_for(HYPERPOD, overrides).requests[-1].body["manifest"]
+    jsonschema.validate(manifest, SCHEMA)
+    pod = manifest["spec"]["replicaSpecs"][0]["template"]["spec"]
+    # The elastic agent's port, as the AWS example declares it (sagemaker-eks-operator-usage).
+    assert {"containerPort": 8080} in pod["containers"][0]["ports"]
+
+
+def test_the_crd_schema_catches_what_the_operator_refuses() -> None:
+    import jsonschema
+
+    from tests.fakes.hyperpod_crd import SCHEMA
+
+    manifest = plan_for(HYPERPOD, []).requests[-1].body["manifest"]
+    for path, bad in (
+        (("spec", "nprocPerNode"), 4),
+        (("spec", "runPolicy", "cleanPodPolicy"), "Never"),
+        (("metadata", "name"), "Has_Upper"),
+    ):
+        broken = copy.deepcopy(manifest)
+        target = broken
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = bad
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, SCHEMA)

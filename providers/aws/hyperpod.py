@@ -328,6 +328,9 @@ def _manifest(
                                         {"name": k, "value": v} for k, v in container_env.items()
                                     ],
                                     "resources": {"requests": resources, "limits": resources},
+                                    # The elastic agent listens here (AWS's HyperPod
+                                    # training operator example, sagemaker-eks-operator-usage).
+                                    "ports": [{"containerPort": 8080}],
                                     "volumeMounts": [
                                         {"name": "shared", "mountPath": hp.shared_dir},
                                         {"name": "shm", "mountPath": "/dev/shm"},
