@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.fakes.http import FakeServer, Reply, Seen, json_reply
+from tests.fakes.http import FakeServer, Reply, Seen, Served, json_reply
 
 SUB = "00000000-0000-0000-0000-000000000000"
 RESOURCE_GROUP = "rg-ml"
@@ -39,7 +39,7 @@ def _code(status: int) -> str:
     }.get(status, "InternalServerError")
 
 
-class FakeAzureML:
+class FakeAzureML(Served):
     """Jobs, datastores and blobs; `fail["METHOD path-regex"]` queues error statuses."""
 
     def __init__(self) -> None:
@@ -80,20 +80,6 @@ class FakeAzureML:
             return original(request)
 
         self.server.dispatch = dispatch  # type: ignore[method-assign]
-
-    def __enter__(self) -> FakeAzureML:
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def seen(self, method: str, pattern: str) -> list[Seen]:
-        return [s for s in self.server.seen if s.method == method and re.search(pattern, s.path)]
 
     def job_puts(self) -> list[Seen]:
         return self.seen("PUT", r"/jobs/[^/]+$")

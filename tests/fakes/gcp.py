@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.fakes.http import FakeServer, Reply, Seen, json_reply
+from tests.fakes.http import FakeServer, Reply, Seen, Served, json_reply
 
 PROJECT = "ml-platform-dev"
 PROJECT_NUMBER = "123456789012"  # Vertex answers with the project number, not the id
@@ -71,7 +71,7 @@ def multipart(request: Seen) -> tuple[dict[str, Any], bytes]:
 
 
 @dataclass
-class FakeGoogle:
+class FakeGoogle(Served):
     """Vertex AI custom jobs, Cloud Storage objects and Cloud Logging entries.
 
     `states` are GetCustomJob's answers in turn; `failures[route]` answers queued before
@@ -102,20 +102,6 @@ class FakeGoogle:
             ("POST", r"/v2/entries:list", "entries"),
         ):
             self.server.route(method, pattern, self._handler(name))
-
-    def __enter__(self) -> FakeGoogle:
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def seen(self, method: str, pattern: str) -> list[Seen]:
-        return [s for s in self.server.seen if s.method == method and re.search(pattern, s.path)]
 
     def creates(self) -> list[Seen]:
         return self.seen("POST", r"/customJobs$")

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -118,3 +118,27 @@ class FakeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Served:
+    """A fake service behind one FakeServer (`self.server`): `with` starts and stops it;
+    `url` and `seen` are the server's."""
+
+    server: FakeServer
+
+    def __enter__(self: _S) -> _S:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def seen(self, method: str, pattern: str) -> list[Seen]:
+        return [s for s in self.server.seen if s.method == method and re.search(pattern, s.path)]
+
+
+_S = TypeVar("_S", bound=Served)

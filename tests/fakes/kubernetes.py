@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from providers.aws.hyperpod import GROUP, PLURAL, VERSION
-from tests.fakes.http import FakeServer, Reply, Seen, json_reply
+from tests.fakes.http import FakeServer, Reply, Seen, Served, json_reply
 
 JOBS = rf"/apis/{GROUP}/{VERSION}/namespaces/(?P<ns>[^/]+)/{PLURAL}"
 _REASONS = {401: "Unauthorized", 403: "Forbidden", 429: "TooManyRequests", 500: "InternalError"}
@@ -35,7 +35,7 @@ def status_reply(code: int, reason: str, message: str) -> Reply:
     )
 
 
-class FakeKubernetes:
+class FakeKubernetes(Served):
     """HyperPodPyTorchJobs and their pods; `fail[(method, kind)]` queues error statuses."""
 
     def __init__(self) -> None:
@@ -49,13 +49,6 @@ class FakeKubernetes:
         s.route("DELETE", JOBS + r"/(?P<name>[^/]+)", self._failing("DELETE", self.delete))
         s.route("GET", r"/api/v1/namespaces/(?P<ns>[^/]+)/pods", self.pods)
         s.route("GET", r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<pod>[^/]+)/log", self.log)
-
-    def __enter__(self) -> FakeKubernetes:
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop()
 
     def _failing(self, what: str, handler: Any) -> Any:
         def handle(request: Seen, match: re.Match[str]) -> Reply:
