@@ -112,16 +112,23 @@ def follow(
 def line_printer(clock: Callable[[], float] = time.monotonic) -> Callable[[RunStatus], None]:
     """Progress for logs and CI: a line when the phase or state changes or progress passes
     another tenth of the steps, and otherwise a heartbeat at most every 30 seconds."""
-    last: dict[str, Any] = {"key": None, "at": 0.0}
+    last: dict[str, Any] = {"key": None, "at": 0.0, "changed_at": 0.0}
 
     def update(s: RunStatus) -> None:
         tenth = (10 * s.step // s.total_steps) if s.step is not None and s.total_steps else None
         key = (_phase(s), s.state, tenth)
         now = clock()
-        if key != last["key"] or now - last["at"] >= HEARTBEAT_SECONDS:
+        changed = key != last["key"]
+        if changed or now - last["at"] >= HEARTBEAT_SECONDS:
             steps = f" step {s.step}/{s.total_steps}" if s.step is not None else ""
-            err.print(f"{_phase(s)}{steps} {_detail(s)}".rstrip())
+            line = f"{_phase(s)}{steps} {_detail(s)}".rstrip()
+            if not changed:  # a heartbeat: say so, rather than repeat the last line
+                since = now - last["changed_at"]
+                line += f" (still {_phase(s)}, {since:.0f} s since the last change)"
+            err.print(line)
             last.update(key=key, at=now)
+            if changed:
+                last["changed_at"] = now
 
     return update
 
