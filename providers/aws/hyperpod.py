@@ -102,14 +102,12 @@ class HyperPodJobs:
         # The cluster's nodes are on demand: no spot figure for a job that cannot use it.
         return dataclasses.replace(plan, estimate=dataclasses.replace(plan.estimate, spot_usd=None))
 
-    @property
-    def log_poll_s(self) -> float:
-        return LOG_POLL_S  # read at each use: tests shorten it
+    log_poll_s = LOG_POLL_S  # how often `logs --follow` polls
 
     # --- the job: JobApi, the Kubernetes calls the pipeline makes ---------------------
 
     def storage(self, plan: Plan) -> S3Storage:
-        return S3Storage(self.clients.get("s3", plan.compute["region"]))
+        return S3Storage.for_plan(self.clients, plan)
 
     def find(self, plan: Plan) -> RunRef | None:
         ref = self._ref(plan)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.aws import sdk
+from providers.base import Plan
 from providers.staging import fetch_file, unless_missing
 from recipes.errors import Problem, RecipeInputError
 from recipes.tags import S3_OBJECT_MAX_TAGS
@@ -24,6 +25,10 @@ class S3Storage:
 
     def __init__(self, s3: Any):
         self.s3 = s3
+
+    @classmethod
+    def for_plan(cls, clients: sdk.Clients, plan: Plan) -> S3Storage:
+        return cls(clients.get("s3", plan.compute["region"]))
 
     def exists(self, uri: str, sha256: str) -> bool:
         bucket, key = split_s3(uri)

@@ -87,14 +87,12 @@ class TrainingJobs:
         create = Request(api="sagemaker:CreateTrainingJob", body=body)
         return staged.plan(create, {"target": self.target, "image": image}, notes)
 
-    @property
-    def log_poll_s(self) -> float:
-        return LOG_POLL_S  # read at each use: tests shorten it
+    log_poll_s = LOG_POLL_S  # how often `logs --follow` polls
 
     # --- JobApi: the SageMaker calls the shared pipeline makes ------------------------
 
     def storage(self, plan: Plan) -> S3Storage:
-        return S3Storage(self.clients.get("s3", plan.compute["region"]))
+        return S3Storage.for_plan(self.clients, plan)
 
     def find(self, plan: Plan) -> RunRef | None:
         ref = self._ref(plan)

@@ -101,9 +101,7 @@ class CommandJobs:
         }
         return staged.plan(create, compute, notes)
 
-    @property
-    def log_poll_s(self) -> float:
-        return LOG_POLL_S  # read at each use: tests shorten it
+    log_poll_s = LOG_POLL_S  # how often `logs --follow` polls
 
     # --- JobApi: the Azure ML calls the pipeline makes --------------------------------
 

@@ -99,9 +99,7 @@ class CustomJobs:
         compute = {"project": setting.project, "target": self.target, "image": image}
         return staged.plan(create, compute, notes)
 
-    @property
-    def log_poll_s(self) -> float:
-        return LOG_POLL_S  # read at each use: tests shorten it
+    log_poll_s = LOG_POLL_S  # how often `logs --follow` polls
 
     # --- JobApi: the Vertex AI calls the pipeline makes -------------------------------
 

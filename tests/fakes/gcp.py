@@ -294,7 +294,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sdk, "RETRY_INITIAL_S", 0.01)
     monkeypatch.setattr(sdk, "RETRY_MAX_S", 0.05)
     monkeypatch.setattr(sdk, "RETRY_DEADLINE_S", 0.5)
-    monkeypatch.setattr(custom_job, "LOG_POLL_S", 0.0)
+    monkeypatch.setattr(custom_job.CustomJobs, "log_poll_s", 0.0)
 
 
 def without_credentials(env: dict[str, str], nowhere: str) -> dict[str, str]:
