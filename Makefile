@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= train,aws,azure,gcp,dev
+EXTRAS ?= train,serve,aws,azure,gcp,dev
 
 .PHONY: quickstart test golden setup lint clean
 

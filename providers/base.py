@@ -8,10 +8,12 @@ implement these Protocols; there is no base class to inherit from.
 - `JobBackend`: one kind of training job (a local process, a SageMaker training
   job, a HyperPod job, an Azure ML command job, a Vertex AI custom job).
 - `ClusterBackend`: a long-lived cluster that jobs run on (HyperPod).
+- `EndpointBackend`: an OpenAI-compatible endpoint serving a run's artifact (a local
+  server, a SageMaker endpoint, an Azure ML online endpoint, a Vertex AI endpoint).
 
 What a backend can do is data (`Capabilities`), so gaps are reported, with their
-reasons, before anything is created. Endpoint, billing and bootstrap seams come
-with the features that need them.
+reasons, before anything is created. Billing and bootstrap seams come with the
+features that need them.
 """
 
 from __future__ import annotations
@@ -22,12 +24,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from recipes.cost.estimate import Estimate
+from recipes.cost.serving import EndpointEstimate
 from recipes.errors import ErrorKind, ProviderError
 from recipes.schema import Recipe
 
 __all__ = [
     "Capabilities",
+    "Artifact",
     "ClusterBackend",
+    "Deployed",
+    "EndpointBackend",
+    "EndpointEstimate",
+    "EndpointPlan",
+    "EndpointRef",
+    "EndpointState",
+    "EndpointStatus",
     "ErrorKind",
     "Estimate",
     "JobBackend",
@@ -37,6 +48,7 @@ __all__ = [
     "RunIdentity",
     "RunRef",
     "RunStatus",
+    "ServingSpec",
     "State",
 ]
 
@@ -235,3 +247,144 @@ class ClusterBackend(Protocol):
     def cluster_status(self, plan: ClusterPlan) -> ClusterInfo: ...
 
     def delete_cluster(self, plan: ClusterPlan) -> None: ...
+
+
+# --- endpoints -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What a finished run left to serve, and where (found from its run record)."""
+
+    run_id: str
+    provider: str  # where it was trained; an endpoint serves it from the same cloud
+    uri: str  # the run's output root: a local directory, s3://.../model.tar.gz, gs://..., azureml://jobs/...
+    kind: str  # "adapter" (base + LoRA), "merged" (adapter merged into the base), "full"
+    base_model: str  # recipe.model.base
+    name: str  # what clients pass as `model` for the fine-tune (the recipe name)
+    lora_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """What every backend's server is told, in neutral terms (parity compares these).
+
+    Clouds run vLLM's OpenAI-compatible server (each in its own container form); the
+    local backend runs `recipe serve`. Paths are relative to the artifact root.
+    """
+
+    engine: str  # "vllm" or "recipe-serve"
+    image: str  # the serving container (catalog: providers/images.yaml), "" locally
+    base_model: str  # what the server loads: a hub id, or a path in the artifact (merged/full)
+    served_name: str  # the name the fine-tune answers to
+    adapters: dict[str, str]  # LoRA name -> path in the artifact; {} when merged or full
+    max_model_len: int
+    max_lora_rank: int | None
+    gpus: int
+
+
+@dataclass(frozen=True)
+class EndpointPlan:
+    """An endpoint a recipe's deploy block implies for one artifact: exact bodies, no network.
+
+    `endpoint` is the stable name clients call; `deployment` names this artifact and
+    serving configuration (deterministic, so a second deploy finds the first).
+    """
+
+    provider: str
+    endpoint: str
+    deployment: str
+    region: str
+    artifact: Artifact
+    serving: ServingSpec
+    requests: tuple[Request, ...]
+    compute: dict[str, Any]
+    tags: dict[str, str]
+    estimate: EndpointEstimate
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "endpoint": self.endpoint,
+            "deployment": self.deployment,
+            "region": self.region,
+            "artifact": asdict(self.artifact),
+            "serving": asdict(self.serving),
+            "requests": [asdict(r) for r in self.requests],
+            "compute": self.compute,
+            "tags": self.tags,
+            "estimate": asdict(self.estimate),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class EndpointRef:
+    """Enough to find an endpoint again from another shell (stored in the ledger)."""
+
+    provider: str
+    endpoint: str
+    deployment: str
+    ids: dict[str, str] = field(default_factory=dict)
+
+
+class EndpointState(str, enum.Enum):
+    CREATING = "creating"
+    UPDATING = "updating"
+    READY = "ready"
+    FAILED = "failed"
+    DELETING = "deleting"
+    ABSENT = "absent"
+
+
+@dataclass
+class EndpointStatus:
+    endpoint: str
+    provider: str
+    state: EndpointState
+    message: str = ""
+    url: str = ""
+    deployment: str = ""
+    replicas: int | None = None
+    traffic: dict[str, int] = field(default_factory=dict)  # deployment -> percent
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What deploy() did: the endpoint, whether all of it was already there, what it made."""
+
+    ref: EndpointRef
+    existing: bool = False
+    created: tuple[str, ...] = ()  # "sagemaker:CreateModel my-model", ... in order
+
+
+@runtime_checkable
+class EndpointBackend(Protocol):
+    """OpenAI-compatible endpoints on one provider."""
+
+    name: str
+
+    def plan_endpoint(self, recipe: Recipe, artifact: Artifact) -> EndpointPlan:
+        """Pure: no network, no credentials, no files written."""
+        ...
+
+    def deploy(self, plan: EndpointPlan) -> Deployed:
+        """Send exactly the plan's requests, skipping what is already there; on a failure
+        half-way, remove what this call created and say what could not be removed."""
+        ...
+
+    def endpoint_status(self, ref: EndpointRef) -> EndpointStatus: ...
+
+    def invoke(self, ref: EndpointRef, body: dict[str, Any]) -> dict[str, Any]:
+        """Send one OpenAI chat-completions request body; the response body."""
+        ...
+
+    def delete_endpoint(self, ref: EndpointRef) -> None:
+        """Remove the endpoint and what the deploy created for it; absent is fine."""
+        ...

@@ -33,6 +33,7 @@ class Image:
     end_of_patch: datetime.date | None
     source: str
     checked: datetime.date
+    server: str | None = None  # serving images: the engine inside, e.g. "vllm 0.10.0"
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Catalog:
     version: str
     requirements: Requirements
     images: tuple[Image, ...]
+    endpoint_images: tuple[Image, ...] = ()
 
 
 @functools.cache
@@ -55,6 +57,7 @@ def load(path: Path = CATALOG) -> Catalog:
         version=str(data["version"]),
         requirements=Requirements(**data["requirements"]),
         images=tuple(Image(**entry) for entry in data["images"]),
+        endpoint_images=tuple(Image(**entry) for entry in data.get("endpoint_images") or ()),
     )
 
 
@@ -117,3 +120,19 @@ def choose(
         return explicit, (custom_note(field, explicit),)
     image = default(cloud, kind, gpu)
     return image.uri.format(**fill), check(image, field)
+
+
+def serving(
+    cloud: str, field: str, today: datetime.date | None = None
+) -> tuple[Image, tuple[str, ...]]:
+    """The serving image of a cloud's endpoints, and what a plan notes about it."""
+    for image in load().endpoint_images:
+        if image.cloud == cloud:
+            today = today or datetime.date.today()
+            notes: tuple[str, ...] = ()
+            if image.end_of_patch and image.end_of_patch < today:
+                notes = (
+                    f"serving image {image.uri} is past its end of patch ({image.end_of_patch})",
+                )
+            return image, notes
+    raise LookupError(f"images.yaml has no serving image for {cloud} ({field})")

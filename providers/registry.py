@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from providers.base import Capabilities, ClusterBackend, JobBackend, RunRef
+from providers.base import Capabilities, ClusterBackend, EndpointBackend, JobBackend, RunRef
 from recipes.errors import Problem, RecipeInputError, did_you_mean
 from recipes.schema import Recipe
 
@@ -26,6 +26,7 @@ class ProviderInfo:
     probe: str  # a module that proves the extra is installed
     capabilities: str  # "module:NAME" of its Capabilities
     targets: dict[str, str]  # kind of job -> "module:Class"; the first is the default
+    endpoint: str = ""  # "module:Class" of its EndpointBackend
 
 
 PROVIDERS: dict[str, ProviderInfo] = {
@@ -38,6 +39,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
             "torch",
             "providers.local.runs:CAPABILITIES",
             {"process": "providers.local.runs:LocalRuns"},
+            endpoint="providers.local.endpoint:LocalEndpoints",
         ),
         ProviderInfo(
             "aws",
@@ -49,6 +51,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
                 "training-job": "providers.aws.training_job:TrainingJobs",
                 "hyperpod": "providers.aws.hyperpod:HyperPodJobs",
             },
+            endpoint="providers.aws.endpoint:SageMakerEndpoints",
         ),
         ProviderInfo(
             "azure",
@@ -57,6 +60,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
             "azure.ai.ml",
             "providers.azure.settings:CAPABILITIES",
             {"command-job": "providers.azure.command_job:CommandJobs"},
+            endpoint="providers.azure.endpoint:OnlineEndpoints",
         ),
         ProviderInfo(
             "gcp",
@@ -65,6 +69,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
             "google.cloud.aiplatform",
             "providers.gcp.settings:CAPABILITIES",
             {"custom-job": "providers.gcp.custom_job:CustomJobs"},
+            endpoint="providers.gcp.endpoint:VertexEndpoints",
         ),
     )
 }
@@ -120,6 +125,11 @@ def for_recipe(name: str, recipe: Recipe, **clients: Any) -> JobBackend:
 def for_run(ref: RunRef, **clients: Any) -> JobBackend:
     """The backend that launched a run (ledger rows without a target use the default)."""
     return job_backend(ref.provider, ref.ids.get("target"), **clients)
+
+
+def endpoint_backend(name: str, **clients: Any) -> EndpointBackend:
+    """The endpoint seam of a provider; clients are injected by tests."""
+    return _load(info(name).endpoint)(**clients)
 
 
 def cluster_backend(name: str, recipe: Recipe, **clients: Any) -> ClusterBackend:

@@ -173,7 +173,7 @@ def test_validation_fraction_or_file(recipe_dir: Path) -> None:
         ("compute: {accelerator: H100}", "compute.gpus_per_node", "at least 1"),
         ("eval: {gates: {macro_f1_min: 0.8}}", "eval.gates", "golden"),
         (
-            "deploy: {endpoint: e, min_replicas: 3, max_replicas: 2}",
+            "deploy: {endpoint: triage, min_replicas: 3, max_replicas: 2}",
             "deploy.min_replicas",
             "exceed",
         ),

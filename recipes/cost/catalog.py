@@ -133,6 +133,7 @@ class Ask:
     instance_type: str | None = None  # explicit override from compute.<provider>
     override_field: str = ""  # e.g. compute.aws.instance_type, for error messages
     region_field: str = ""
+    accelerator_field: str = "compute.accelerator"
 
 
 def resolve(ask: Ask, catalog: Catalog | None = None) -> Offer:
@@ -152,7 +153,7 @@ def resolve(ask: Ask, catalog: Catalog | None = None) -> Offer:
     raise RecipeInputError(
         Problem(
             f"no {ask.provider} offer has {_ask_text(ask)} in {ask.region}",
-            field="compute.accelerator",
+            field=ask.accelerator_field,
             hint="nearest: " + ", ".join(_nearest(ask, offers)),
         )
     )

@@ -17,6 +17,11 @@ from recipes.schema.training import TrainingSpec
 
 class BudgetSpec(Section):
     max_usd: float = Field(gt=0, description="Refuse to launch when the estimate exceeds this.")
+    max_monthly_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="Refuse to deploy an endpoint whose monthly cost at max_replicas exceeds this.",
+    )
 
 
 class Recipe(Section):
