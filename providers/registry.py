@@ -132,6 +132,11 @@ def endpoint_backend(name: str, **clients: Any) -> EndpointBackend:
     return _load(info(name).endpoint)(**clients)
 
 
+def local_server() -> Any:
+    """The local OpenAI-compatible server (`recipe serve`); imports fastapi, torch."""
+    return importlib.import_module("providers.local.server")
+
+
 def cluster_backend(name: str, recipe: Recipe, **clients: Any) -> ClusterBackend:
     """The cluster seam of the recipe's target; an error, with the reason, when there is none."""
     support = supports(name, "clusters")

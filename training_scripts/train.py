@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -461,6 +462,29 @@ def save_outputs(
     name = "model" if recipe["method"]["kind"] == "full" else "adapter"
     target = paths.model_dir / name
     model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    if name == "adapter" and (recipe.get("deploy") or {}).get("merge"):
+        save_merged(recipe, target, tokenizer, paths.model_dir / "merged")
+
+
+def save_merged(recipe: dict[str, Any], adapter: Path, tokenizer: Any, target: Path) -> None:
+    """deploy.merge: the adapter folded into the base weights, what the endpoint serves.
+
+    The base is reloaded unquantized (a 4-bit QLoRA base cannot hold the sum) in the
+    recipe's dtype, on the CPU, so the training device's memory is not needed again."""
+    import torch
+    from peft import PeftModel
+
+    dtype = recipe["model"]["dtype"] if recipe["model"]["dtype"] != "auto" else "bfloat16"
+    plain = {
+        **recipe,
+        "method": {**recipe["method"], "kind": "lora"},
+        "model": {**recipe["model"], "dtype": dtype},
+    }
+    base = modeling.resolve_base(recipe["model"]["base"])
+    model = modeling.load_model(plain, base, torch.device("cpu"))
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    merged.save_pretrained(target)
     tokenizer.save_pretrained(target)
 
 

@@ -1,8 +1,9 @@
-"""A small SQLite index of the runs launched from this machine.
+"""A small SQLite index of the runs and endpoints launched from this machine.
 
-The provider holds the truth about a run (a cloud, or a local run directory);
-the ledger remembers which provider and ids belong to a run id, so `status`,
-`logs` and `cancel` work from any shell.
+The provider holds the truth about a run (a cloud, or a local run directory) and
+an endpoint; the ledger remembers which provider and ids belong to a run id or an
+endpoint name, so `status`, `logs`, `cancel`, `endpoint status|invoke|delete` work
+from any shell.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from providers.base import RunRef, State
+from providers.base import EndpointRef, RunRef, State
 from recipes.errors import Problem, RecipeInputError, did_you_mean
 from recipes.home import runs_dir
 
@@ -29,6 +30,16 @@ CREATE TABLE IF NOT EXISTS runs (
     state       TEXT NOT NULL,
     created_at  REAL NOT NULL,
     updated_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    provider    TEXT NOT NULL,
+    endpoint    TEXT NOT NULL,
+    deployment  TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    ids         TEXT NOT NULL,
+    plan        TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (provider, endpoint)
 )
 """
 
@@ -60,7 +71,7 @@ class Ledger:
             ) from None
         conn = sqlite3.connect(self.path, timeout=30)
         try:
-            conn.execute(_SCHEMA)
+            conn.executescript(_SCHEMA)
             yield conn
             conn.commit()
         finally:
@@ -110,6 +121,74 @@ class Ledger:
                 "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)
             ).fetchall()
         return [_entry(r) for r in rows]
+
+    # --- endpoints ----------------------------------------------------------------------
+
+    def record_endpoint(self, ref: EndpointRef, run_id: str, plan: dict) -> None:
+        """Remember an endpoint's current deployment: (provider, name) -> ids and plan."""
+        with self._db() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ref.provider,
+                    ref.endpoint,
+                    ref.deployment,
+                    run_id,
+                    json.dumps(ref.ids),
+                    json.dumps(plan),
+                    time.time(),
+                ),
+            )
+
+    def find_endpoint(self, endpoint: str, provider: str | None = None) -> EndpointEntry:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM endpoints WHERE endpoint = ?", (endpoint,)).fetchall()
+            known = [r[0] for r in db.execute("SELECT DISTINCT endpoint FROM endpoints")]
+        if provider:
+            rows = [r for r in rows if r[0] == provider]
+        if not rows:
+            hint = did_you_mean(endpoint, known)
+            raise RecipeInputError(
+                f"ENDPOINT: no endpoint '{endpoint}'"
+                + (f" on {provider}" if provider else "")
+                + f" deployed from here ({self.path})"
+                + (f" ({hint})" if hint else "; `recipe endpoint list` lists them")
+            )
+        if len(rows) > 1:
+            providers = ", ".join(r[0] for r in rows)
+            raise RecipeInputError(
+                f"ENDPOINT: '{endpoint}' exists on {providers}; pick one with --provider"
+            )
+        return _endpoint_entry(rows[0])
+
+    def forget_endpoint(self, provider: str, endpoint: str) -> None:
+        with self._db() as db:
+            db.execute(
+                "DELETE FROM endpoints WHERE provider = ? AND endpoint = ?", (provider, endpoint)
+            )
+
+    def endpoints(self) -> list[EndpointEntry]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM endpoints ORDER BY created_at DESC").fetchall()
+        return [_endpoint_entry(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class EndpointEntry:
+    ref: EndpointRef
+    run_id: str
+    plan: dict  # the plan deploy sent (EndpointPlan.to_dict())
+    created_at: float
+
+
+def _endpoint_entry(row: tuple) -> EndpointEntry:
+    provider, endpoint, deployment, run_id, ids, plan, created_at = row
+    return EndpointEntry(
+        ref=EndpointRef(provider, endpoint, deployment, json.loads(ids)),
+        run_id=run_id,
+        plan=json.loads(plan),
+        created_at=created_at,
+    )
 
 
 def _entry(row: tuple) -> Entry:

@@ -2,7 +2,8 @@
 
 A thin layer over the use cases in recipes.app, split by command group: runs.py
 (validate, plan, run, status, logs, cancel, runs, providers, schema, export),
-data.py (`recipe data`), cluster.py (`recipe cluster`); render.py prints.
+data.py (`recipe data`), cluster.py (`recipe cluster`), endpoint.py (`recipe serve`,
+`recipe endpoint`); render.py prints.
 
 Exit codes: 0 ok · 1 the run failed or a gate failed · 2 bad input or usage ·
 3 a provider or cloud error (a missing extra included: the message names the pip install).
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from recipes.cli import cluster, data, runs
+from recipes.cli import cluster, data, endpoint, runs
 
 app = typer.Typer(
     name="recipe",
@@ -22,6 +23,8 @@ app = typer.Typer(
         "then:        recipe run recipes/catalog/quickstart.yaml --provider local --wait\n\n"
         "Clouds:      recipe plan recipes/catalog/support-triage-a100.yaml --provider aws "
         "(or azure, gcp): the exact requests, hardware, tags and cost, offline\n\n"
+        "Serve:       recipe serve RUN_ID (OpenAI API here); recipe endpoint deploy RUN_ID "
+        "(on the run's cloud)\n\n"
         "Exit codes: 0 ok, 1 run or gate failed, 2 bad input, 3 provider or cloud error "
         "(a missing extra too)."
     ),
@@ -33,6 +36,8 @@ app = typer.Typer(
 runs.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(cluster.app, name="cluster")
+app.command()(endpoint.serve)
+app.add_typer(endpoint.app, name="endpoint")
 
 
 def main() -> None:

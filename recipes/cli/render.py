@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 from rich.text import Text
 
-from providers.base import Plan, RunStatus, State
+from providers.base import EndpointPlan, Plan, RunStatus, State
 
 out = Console(highlight=False, soft_wrap=True)  # long paths must stay on one line
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -255,3 +255,37 @@ def preview(line: int, segments: list[tuple[str, bool]]) -> None:
         else:
             text.append(chunk, style="dim")
     out.print(text)
+
+
+def endpoint_plan(the_plan: EndpointPlan) -> None:
+    data = the_plan.to_dict()
+    out.print(
+        f"[bold]endpoint plan[/bold] {the_plan.endpoint} on [bold]{the_plan.provider}[/bold]"
+        f" ({the_plan.region})"
+    )
+    out.print(f"  deployment {the_plan.deployment}", markup=False)
+    art = the_plan.artifact
+    out.print(f"  artifact   {art.kind} of run {art.run_id}: {art.uri}", markup=False)
+    spec = the_plan.serving
+    adapters = ", ".join(f"{k}={v}" for k, v in spec.adapters.items()) or "none"
+    out.print(
+        f"  serving    {spec.engine} {spec.image or ''} base={spec.base_model} "
+        f"adapters={adapters} max_model_len={spec.max_model_len}",
+        markup=False,
+    )
+    out.print("  compute    " + ", ".join(f"{k}={v}" for k, v in the_plan.compute.items()))
+    est = the_plan.estimate
+    out.print(
+        f"  estimate   {est.currency} {est.hourly_usd:,.2f}/h, {est.monthly_usd:,.2f}/month at "
+        f"min_replicas; at most {est.max_monthly_usd:,.2f}/month ({est.basis})",
+        markup=False,
+    )
+    out.print(
+        "  tags       " + ", ".join(f"{k}={v}" for k, v in the_plan.tags.items()), markup=False
+    )
+    for note in the_plan.notes:
+        out.print("  [yellow]note[/yellow]       ", end="")
+        out.print(note, markup=False)
+    for request in data["requests"]:
+        out.print(f"\n[bold]{request['api']}[/bold]")
+        out.print(json.dumps(request["body"], indent=2), markup=False)

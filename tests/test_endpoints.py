@@ -1,0 +1,209 @@
+"""Endpoints from a run, through the use cases and the CLI: which runs may be deployed,
+what the plan shows, the monthly budget guard, and a real local endpoint deployed,
+invoked with the official OpenAI client, found again, and deleted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from providers.base import EndpointPlan, RunRef, State
+from recipes.app import endpoints
+from recipes.app.ledger import Ledger
+from recipes.cost.catalog import load as load_catalog
+from recipes.cost.serving import HOURS_PER_MONTH, check_endpoint_budget, estimate_endpoint
+from recipes.errors import RecipeInputError
+from recipes.loader import load_recipe
+from tests.conftest import CLI, tiny_recipe
+
+DEPLOY = {"endpoint": "tiny-triage"}
+
+
+@pytest.fixture(scope="session")
+def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (untrained) LoRA adapter on the builtin model, saved as a run saves one."""
+    from peft import LoraConfig, get_peft_model
+
+    from training_scripts import modeling
+
+    base = modeling.resolve_base("builtin:tiny-chat")
+    tokenizer = modeling.load_tokenizer(base, None, False)
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"),
+    )
+    target = tmp_path_factory.mktemp("adapter") / "adapter"
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def finished_run(
+    home: Path,
+    recipe_file: Path,
+    adapter: Path,
+    state: str = "succeeded",
+    passed: bool | None = True,
+    run_id: str = "tiny-20261123-120000-0001",
+) -> str:
+    """A local run as the supervisor leaves it, recorded in the ledger."""
+    run_dir = home / run_id
+    run_dir.mkdir(parents=True)
+    recipe = load_recipe(recipe_file).resolved()
+    (run_dir / "recipe.json").write_text(json.dumps({"recipe": recipe.model_dump(mode="json")}))
+    (run_dir / "state.json").write_text(json.dumps({"state": state}))
+    if passed is not None:
+        (run_dir / "eval_report.json").write_text(json.dumps({"passed": passed}))
+    shutil.copytree(adapter, run_dir / "adapter")
+    ref = RunRef("local", run_id, {"run_dir": str(run_dir)})
+    Ledger(home / "ledger.sqlite").record(ref, recipe.name, str(recipe_file), State(state))
+    return run_id
+
+
+@pytest.fixture
+def deployable(home: Path, write_recipe, small_data: Path, adapter_dir: Path) -> str:
+    return finished_run(home, write_recipe(tiny_recipe(small_data, deploy=DEPLOY)), adapter_dir)
+
+
+# --- which runs may be deployed --------------------------------------------------------------
+
+
+def test_plan_of_a_local_run_shows_the_server_command(deployable: str, home: Path) -> None:
+    plan = endpoints.prepare(deployable).plan
+    assert (plan.provider, plan.endpoint) == ("local", "tiny-triage")
+    assert plan.artifact.kind == "adapter" and plan.artifact.base_model == "builtin:tiny-chat"
+    assert plan.serving.adapters == {"tiny": "adapter"}
+    (request,) = plan.requests
+    assert request.api == "local:serve"
+    assert request.body["command"][:3] == ["recipe", "serve", str(home / deployable)]
+    # Deterministic: the same run and deploy block give the same deployment and port.
+    again = endpoints.prepare(deployable).plan
+    assert (again.deployment, again.requests) == (plan.deployment, plan.requests)
+    assert plan.tags["run_id"] == deployable and plan.tags["endpoint"] == "tiny-triage"
+
+
+@pytest.mark.parametrize(
+    ("state", "passed", "expected"),
+    [
+        ("failed", None, "is failed"),
+        ("cancelled", None, "is cancelled"),
+        ("succeeded", False, "failed its eval gates"),
+    ],
+)
+def test_only_a_run_that_succeeded_and_passed_its_gates_is_deployed(
+    home: Path, write_recipe, small_data: Path, adapter_dir: Path, state, passed, expected
+) -> None:
+    recipe = write_recipe(tiny_recipe(small_data, deploy=DEPLOY))
+    run_id = finished_run(home, recipe, adapter_dir, state=state, passed=passed)
+    with pytest.raises(RecipeInputError, match=expected) as info:
+        endpoints.prepare(run_id)
+    assert info.value.problems[0].field == "RUN_ID"
+
+
+def test_merge_needs_the_merged_model(
+    home: Path, write_recipe, small_data: Path, adapter_dir: Path
+) -> None:
+    recipe = write_recipe(tiny_recipe(small_data, deploy={**DEPLOY, "merge": True}))
+    run_id = finished_run(home, recipe, adapter_dir)
+    with pytest.raises(RecipeInputError, match=r"no merged/.*--merge"):
+        endpoints.prepare(run_id)
+
+
+def test_a_run_is_served_where_it_was_trained(deployable: str) -> None:
+    with pytest.raises(RecipeInputError, match="trained on local") as info:
+        endpoints.prepare(deployable, provider="aws")
+    assert info.value.problems[0].field == "--provider"
+
+
+def test_a_recipe_without_deploy_block_is_located(
+    home: Path, write_recipe, small_data: Path, adapter_dir: Path, cli: CLI
+) -> None:
+    recipe = write_recipe(tiny_recipe(small_data))
+    run_id = finished_run(home, recipe, adapter_dir)
+    result = cli("endpoint", "plan", run_id)
+    assert result.returncode == 2
+    assert f"{recipe}:" in result.stderr and "deploy" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("endpoint", "plan", "no-such-run"),
+        ("endpoint", "status", "no-such-endpoint"),
+        ("endpoint", "invoke", "no-such-endpoint", "hi"),
+        ("endpoint", "delete", "no-such-endpoint"),
+        ("endpoint", "invoke", "x", "hi", "--max-tokens", "0"),
+        ("serve", "no-such-run"),
+        ("serve", "builtin:tiny-chat", "--adapter", "no-equals-sign"),
+        ("serve", "builtin:tiny-chat", "--port", "70000"),
+    ],
+)
+def test_bad_endpoint_input_exits_2_in_one_line(cli: CLI, args: tuple[str, ...]) -> None:
+    result = cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- the monthly budget ----------------------------------------------------------------------
+
+
+def test_estimate_is_price_times_replicas() -> None:
+    offer = load_catalog().find("aws", "ml.g5.2xlarge")
+    assert offer is not None
+    price = offer.price("us-east-1").on_demand  # type: ignore[union-attr]
+    est = estimate_endpoint(offer, "us-east-1", 2, 5, "v")
+    assert est.hourly_usd == round(2 * price, 2)
+    assert est.monthly_usd == round(2 * price * HOURS_PER_MONTH, 2)
+    assert est.max_monthly_usd == round(5 * price * HOURS_PER_MONTH, 2)
+
+
+def test_budget_guard_refuses_unless_overridden(write_recipe, small_data: Path) -> None:
+    recipe_file = write_recipe(
+        tiny_recipe(small_data, deploy=DEPLOY, budget={"max_usd": 10, "max_monthly_usd": 2000})
+    )
+    recipe = load_recipe(recipe_file).resolved()
+    offer = load_catalog().find("aws", "ml.g5.2xlarge")
+    est = estimate_endpoint(offer, "us-east-1", 1, 2, "v")  # type: ignore[arg-type]
+    with pytest.raises(RecipeInputError, match="exceeds budget.max_monthly_usd") as info:
+        check_endpoint_budget(recipe, est, override=False)
+    assert info.value.problems[0].field == "budget.max_monthly_usd"
+    assert "deploying anyway" in check_endpoint_budget(recipe, est, override=True)
+    cheap = estimate_endpoint(offer, "us-east-1", 1, 1, "v")  # type: ignore[arg-type]
+    assert check_endpoint_budget(recipe, cheap, override=False) == ""
+
+
+# --- a real local endpoint -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_local_endpoint_deploy_invoke_again_delete(cli: CLI, deployable: str) -> None:
+    from openai import OpenAI
+
+    plan = EndpointPlan  # noqa: F841 - the CLI prints it; the JSON is checked below
+    shown = json.loads(cli("endpoint", "plan", deployable, "--format", "json").stdout)
+    first = cli("endpoint", "deploy", deployable, "--format", "json", timeout=300)
+    assert first.returncode == 0, first.stderr
+    deployed = json.loads(first.stdout)
+    assert deployed["deployment"] == shown["deployment"] and not deployed["existing"]
+    try:
+        status = cli.json("endpoint", "status", "tiny-triage")
+        assert status["state"] == "ready"
+        assert status["url"] == shown["requests"][0]["body"]["url"]
+        client = OpenAI(base_url=status["url"] + "/v1", api_key="unused", max_retries=0)
+        names = {m.id for m in client.models.list().data}
+        assert {"builtin:tiny-chat", "tiny"} <= names
+        answer = cli("endpoint", "invoke", "tiny-triage", "My card was stolen", "--max-tokens", "4")
+        assert answer.returncode == 0, answer.stderr
+        # A second deploy of the same plan finds the running server: nothing new.
+        again = json.loads(cli("endpoint", "deploy", deployable, "--format", "json").stdout)
+        assert again["existing"] and again["created"] == []
+    finally:
+        deleted = cli("endpoint", "delete", "tiny-triage")
+    assert deleted.returncode == 0, deleted.stderr
+    assert cli("endpoint", "status", "tiny-triage").returncode == 2  # forgotten
