@@ -23,9 +23,11 @@ quickstart: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# Rewrite tests/golden/ from the current plans; review with `git diff tests/golden`.
+# Rewrite tests/golden/ from the current plans (training jobs and endpoints); review
+# with `git diff tests/golden`.
 golden: setup
-	$(BIN)/python -m pytest -q tests/test_plan.py --update-golden
+	$(BIN)/python -m pytest -q tests/test_plan.py tests/test_endpoint_aws.py \
+		tests/test_endpoint_azure.py tests/test_endpoint_gcp.py --update-golden
 
 lint: setup
 	$(BIN)/ruff check .
