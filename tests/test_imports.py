@@ -25,6 +25,9 @@ HEAVY = (
     "google.auth",
     "google.api_core",
     "kubernetes",
+    "fastapi",  # `recipe serve` only
+    "uvicorn",
+    "openai",
 )
 
 PROBE = """
@@ -69,3 +72,10 @@ def test_providers_listing_imports_no_cloud_sdk() -> None:
     code, modules = imported_by("providers", "--format", "json")
     assert code == 0
     assert not modules - {"torch", "transformers", "peft", "wandb"}, modules
+
+
+def test_endpoint_help_imports_nothing_heavy() -> None:
+    for args in (("endpoint", "--help"), ("serve", "--help"), ("endpoint", "plan", "--help")):
+        code, modules = imported_by(*args)
+        assert code == 0
+        assert not modules, (args, modules)

@@ -256,3 +256,68 @@ def _k8s_wait(exc: Any, attempt: int) -> float:
     with contextlib.suppress(TypeError, ValueError):
         return min(float(headers.get("Retry-After")), K8S_MAX_WAIT_S)
     return min(K8S_BACKOFF_S * 2**attempt, K8S_MAX_WAIT_S)
+
+
+# --- SageMaker real-time endpoints (providers.aws.endpoint) ----------------------------------
+
+# sagemaker-runtime speaks REST-JSON, its own error codes (botocore's sagemaker-runtime model,
+# InvokeEndpoint: ValidationError, ModelError, ModelNotReadyException, ServiceUnavailable,
+# InternalFailure, InternalDependencyException). A missing endpoint is a ValidationError
+# "Endpoint NAME of account ACCOUNT not found." (docs.aws.amazon.com/sagemaker/latest/
+# APIReference/API_runtime_InvokeEndpoint.html, Errors).
+_RUNTIME_UNAVAILABLE = {"ServiceUnavailable", "InternalFailure", "InternalDependencyException"}
+
+
+def invoke_endpoint(runtime: Any, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST one JSON body to the endpoint's container (/invocations); its JSON answer.
+
+    The body never appears in an error: only the service's code and message do.
+    """
+    bex = exceptions()
+    what = f"InvokeEndpoint {endpoint}"
+    try:
+        answer = runtime.invoke_endpoint(
+            EndpointName=endpoint,
+            ContentType="application/json",
+            Accept="application/json",
+            Body=json.dumps(body).encode(),
+        )
+        raw = answer["Body"].read()
+    except bex.ClientError as exc:
+        raise _runtime_error(exc, endpoint, what) from None
+    except bex.BotoCoreError as exc:
+        raise error(exc, what) from None
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ProviderError(
+            f"{what}: the container answered something other than a JSON object "
+            f"({len(raw)} bytes, starting {raw[:80]!r})",
+            ErrorKind.API,
+        )
+    return parsed
+
+
+def _runtime_error(exc: Any, endpoint: str, what: str) -> ProviderError:
+    detail = exc.response.get("Error", {})
+    code, message = detail.get("Code", "Error"), detail.get("Message", "")
+    if code == "ValidationError" and _MISSING.search(message):
+        return ProviderError(f"endpoint {endpoint} not found: {message}", ErrorKind.NOT_FOUND)
+    if code == "ModelError":
+        # The container answered non-2xx; SageMaker passes its status and body on.
+        status = exc.response.get("OriginalStatusCode")
+        return ProviderError(
+            f"{what}: the model server refused the request"
+            + (f" ({status})" if status else "")
+            + f": {message}",
+            ErrorKind.API,
+        )
+    if code == "ModelNotReadyException":
+        return ProviderError(
+            f"{what}: the endpoint is not ready yet: {message}", ErrorKind.CONFLICT
+        )
+    if code in _RUNTIME_UNAVAILABLE:
+        return ProviderError(f"{what} failed: {code}: {message}", ErrorKind.UNREACHABLE)
+    return error(exc, what)

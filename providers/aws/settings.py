@@ -89,3 +89,27 @@ def resolve(recipe: Recipe) -> AwsSettings:
 def wandb_reference(aws: Any) -> str | None:
     """Where the job's role reads the W&B key (training_scripts.secrets)."""
     return f"aws-secretsmanager:{aws.wandb_secret}" if aws.wandb_secret else None
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """What a SageMaker endpoint needs of compute.aws: no bucket, since the model comes from
+    the run's own S3 output (the training job's ModelArtifacts)."""
+
+    section: Any
+    region: str
+    role: str  # ExecutionRoleArn of CreateModel: reads the artifact, pulls the image
+
+
+def resolve_endpoint(recipe: Recipe) -> EndpointSettings:
+    aws = section(recipe, "aws")
+    values = needed_settings("aws", aws, NEEDED[:1])  # the role only
+    vpc = (len(aws.subnets), len(aws.security_groups))
+    if vpc != (0, 0) and not (1 <= vpc[0] <= 16 and 1 <= vpc[1] <= 5):
+        # CreateModel's VpcConfig, as CreateTrainingJob's (botocore's sagemaker model).
+        raise RecipeInputError(
+            Problem(
+                "give 1-16 subnets and 1-5 security_groups together", field="compute.aws.subnets"
+            )
+        )
+    return EndpointSettings(section=aws, region=aws.region, role=values["role"])

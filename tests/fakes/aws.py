@@ -177,3 +177,266 @@ def http_client(service: str, endpoint: str) -> Any:
 def server_env(endpoint: str) -> dict[str, str]:
     """What a `recipe` subprocess needs to reach the moto server as its AWS."""
     return {**FAKE_KEYS, "AWS_ENDPOINT_URL": endpoint}
+
+
+# --- SageMaker hosting: what moto lacks of real-time endpoints -------------------------------
+
+
+def _answer(request: Any, status: int, body: Any, headers: dict[str, str]) -> Any:
+    """An HTTP answer botocore parses as if the service had sent it (moto does not see it)."""
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import MockRawResponse
+
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request.url = "https://answered-by-botocore-fake.invalid/"
+    headers = {"x-amzn-RequestId": "fake", "Content-Length": str(len(data)), **headers}
+    return AWSResponse(request.url, status, headers, MockRawResponse(data))
+
+
+def _hosting(region: str = REGION) -> Any:
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends[ACCOUNT][region]
+
+
+def _arn(kind: str, name: str, region: str = REGION) -> str:
+    return f"arn:aws:sagemaker:{region}:{ACCOUNT}:{kind}/{name.lower()}"
+
+
+class SageMakerHosting(BotocoreFake):
+    """The SageMaker control plane of real-time endpoints over moto, with what moto lacks:
+
+    - UpdateEndpoint (moto has none): the endpoint moves to the new config's variants;
+    - Create* of a name that exists is refused, as SageMaker does ("Cannot create already
+      existing model|endpoint configuration|endpoint", ValidationException), where moto would
+      silently replace it;
+    - endpoint states: moto puts a new endpoint InService at once; `settle=False` leaves an
+      updated one Updating, as SageMaker does until the new fleet is healthy; `set_status`
+      sets any state (DescribeEndpoint's EndpointStatus and FailureReason).
+
+    Errors queued with `error()` (BotocoreFake) come first, for the Nth-call failures.
+    """
+
+    _OWN = ("CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint")
+
+    def __init__(self, client: Any, settle: bool = True):
+        super().__init__(client)
+        self.settle = settle
+        self.region = client.meta.region_name
+        self.accepted: dict[str, list[tuple[dict[str, Any], bool]]] = defaultdict(list)
+        for operation in (*self._OWN, "DeleteModel", "DeleteEndpointConfig", "DeleteEndpoint"):
+            self.watch(operation)
+
+    def created(self, operation: str) -> list[dict[str, Any]]:
+        """Bodies of the calls SageMaker accepted (queued errors and refusals left out)."""
+        return [body for body, ok in self.accepted[operation] if ok]
+
+    def set_status(self, endpoint: str, status: str, reason: str | None = None) -> None:
+        found = _hosting(self.region).endpoints[endpoint]
+        found.endpoint_status = status
+        found.failure_reason = reason
+
+    def _send(self, operation: str, request: Any) -> Any:
+        answered = super()._send(operation, request)
+        body = json.loads(request.body) if request.body else {}
+        if answered is not None:
+            self.accepted[operation].append((body, False))
+            return answered
+        refusal = self._refusal(operation, body)
+        self.accepted[operation].append((body, refusal is None))
+        if refusal is not None:
+            return _answer(
+                request,
+                400,
+                {"__type": "ValidationException", "message": refusal},
+                {"Content-Type": "application/x-amz-json-1.1"},
+            )
+        if operation == "UpdateEndpoint":
+            return self._update(request, body)
+        if operation == "CreateEndpointConfig":
+            return self._create_config(request, body)
+        return None  # moto answers
+
+    def _create_config(self, request: Any, body: dict[str, Any]) -> Any:
+        """moto's CreateEndpointConfig, checking instance types against botocore's model
+        (ProductionVariantInstanceType) instead of moto's own list, which stops at ml.g4dn."""
+        from unittest import mock
+
+        from moto.core.exceptions import ServiceException
+        from moto.sagemaker.models import FakeEndpointConfig
+
+        enum = self.client.meta.service_model.shape_for("ProductionVariantInstanceType").enum
+
+        def check(_: Any, instance_type: str) -> None:
+            if instance_type not in enum:
+                raise ServiceException(
+                    "ValidationException",
+                    f"Value '{instance_type}' at 'instanceType' failed to satisfy constraint: "
+                    "Member must satisfy enum value set",
+                )
+
+        json_type = {"Content-Type": "application/x-amz-json-1.1"}
+        try:
+            with mock.patch.object(FakeEndpointConfig, "validate_instance_type", check):
+                config = _hosting(self.region).create_endpoint_config(
+                    endpoint_config_name=body["EndpointConfigName"],
+                    production_variants=body["ProductionVariants"],
+                    data_capture_config=body.get("DataCaptureConfig", {}),
+                    async_inference_config=body.get("AsyncInferenceConfig", {}),
+                    tags=body.get("Tags", []),
+                    kms_key_id=body.get("KmsKeyId", ""),
+                )
+        except ServiceException as exc:
+            self.accepted["CreateEndpointConfig"][-1] = (body, False)
+            return _answer(request, 400, {"__type": exc.code, "message": exc.message}, json_type)
+        return _answer(request, 200, {"EndpointConfigArn": config.endpoint_config_arn}, json_type)
+
+    def _refusal(self, operation: str, body: dict[str, Any]) -> str | None:
+        backend = _hosting(self.region)
+        if operation == "CreateModel" and body["ModelName"] in backend._models:
+            return f'Cannot create already existing model "{_arn("model", body["ModelName"])}".'
+        if operation == "CreateEndpointConfig" and body["EndpointConfigName"] in (
+            backend.endpoint_configs
+        ):
+            arn = _arn("endpoint-config", body["EndpointConfigName"])
+            return f'Cannot create already existing endpoint configuration "{arn}".'
+        if operation == "CreateEndpoint" and body["EndpointName"] in backend.endpoints:
+            arn = _arn("endpoint", body["EndpointName"])
+            return f'Cannot create already existing endpoint "{arn}".'
+        if operation == "UpdateEndpoint":
+            if body["EndpointName"] not in backend.endpoints:
+                return f'Could not find endpoint "{_arn("endpoint", body["EndpointName"])}".'
+            if body["EndpointConfigName"] not in backend.endpoint_configs:
+                arn = _arn("endpoint-config", body["EndpointConfigName"])
+                return f'Could not find endpoint configuration "{arn}".'
+            status = backend.endpoints[body["EndpointName"]].endpoint_status
+            if status not in ("InService", "Failed"):
+                arn = _arn("endpoint", body["EndpointName"])
+                return f'Cannot update in-progress endpoint "{arn}".'
+        return None
+
+    def _update(self, request: Any, body: dict[str, Any]) -> Any:
+        backend = _hosting(self.region)
+        endpoint = backend.endpoints[body["EndpointName"]]
+        config = backend.endpoint_configs[body["EndpointConfigName"]]
+        endpoint.endpoint_config_name = config.endpoint_config_name
+        endpoint.production_variants = endpoint._process_production_variants(
+            config.production_variants
+        )
+        endpoint.endpoint_status = "InService" if self.settle else "Updating"
+        return _answer(
+            request,
+            200,
+            {"EndpointArn": endpoint.arn},
+            {"Content-Type": "application/x-amz-json-1.1"},
+        )
+
+
+class SageMakerRuntime(BotocoreFake):
+    """InvokeEndpoint as SageMaker's runtime and the vLLM container behind it answer it.
+
+    The runtime finds the endpoint in moto's SageMaker (else ValidationError "Endpoint NAME
+    of account ACCOUNT not found.", 400) and passes the body to the container's /invocations:
+    vLLM validates it as a ChatCompletionRequest and answers an OpenAI chat.completion for a
+    model it serves (the LoRA modules, or SM_VLLM_SERVED_MODEL_NAME / SM_VLLM_MODEL). A
+    container's error reaches the caller as ModelError (424) with OriginalStatusCode and
+    OriginalMessage (botocore's sagemaker-runtime model; API_runtime_InvokeEndpoint.html).
+    """
+
+    def __init__(self, client: Any):
+        super().__init__(client)
+        self.region = client.meta.region_name
+        self.invocations: list[dict[str, Any]] = []  # endpoint, headers, body per call
+        self.watch("InvokeEndpoint")
+
+    def _send(self, operation: str, request: Any) -> Any:
+        answered = super()._send(operation, request)
+        if answered is not None:
+            return answered
+        name = request.url.rstrip("/").split("/")[-2]
+        headers = {
+            k.lower(): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in request.headers.items()
+        }
+        body = json.loads(request.body)
+        self.invocations.append({"endpoint": name, "headers": headers, "body": body})
+        backend = _hosting(self.region)
+        if name not in backend.endpoints:
+            return _runtime_error(
+                request, 400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found."
+            )
+        endpoint = backend.endpoints[name]
+        variant = endpoint.production_variants[0]["VariantName"]
+        served = served_models(endpoint)
+        if body.get("model") not in served:
+            # vLLM's answer to an unknown model (openai serving: check_model -> 404).
+            original = json.dumps(
+                {
+                    "error": {
+                        "message": f"The model `{body.get('model')}` does not exist.",
+                        "type": "NotFoundError",
+                        "param": None,
+                        "code": 404,
+                    }
+                }
+            )
+            return _runtime_error(
+                request,
+                424,
+                "ModelError",
+                f'Received client error (404) from primary with message "{original}".',
+                OriginalStatusCode=404,
+                OriginalMessage=original,
+            )
+        answer = chat_completion(body)
+        return _answer(
+            request,
+            200,
+            answer,
+            {"Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": variant},
+        )
+
+
+def served_models(endpoint: Any) -> set[str]:
+    """The names the endpoint's vLLM answers to, from its model's SM_VLLM_* variables."""
+    backend = _hosting(endpoint.arn.split(":")[3])
+    config = backend.endpoint_configs[endpoint.endpoint_config_name]
+    model = backend._models[config.production_variants[0]["ModelName"]]
+    env = model.primary_container.get("Environment", {})
+    names = {m["name"] for m in json.loads(env.get("SM_VLLM_LORA_MODULES", "[]"))}
+    names.add(env.get("SM_VLLM_SERVED_MODEL_NAME") or env.get("SM_VLLM_MODEL", ""))
+    return names
+
+
+def chat_completion(body: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI chat.completion for the request (vLLM's ChatCompletionResponse shape)."""
+    question = body["messages"][-1]["content"]
+    content = "billing" if "charge" in str(question).lower() else "technical"
+    return {
+        "id": "chatcmpl-fake0001",
+        "object": "chat.completion",
+        "created": 1_790_000_000,
+        "model": body["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "tool_calls": []},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13},
+    }
+
+
+def _runtime_error(request: Any, status: int, code: str, message: str, **extra: Any) -> Any:
+    """sagemaker-runtime's REST-JSON error: the code in x-amzn-ErrorType, fields in the body."""
+    return _answer(
+        request,
+        status,
+        {"message": message, "Message": message, **extra},
+        {
+            "Content-Type": "application/json",
+            "x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.coral.service/",
+        },
+    )
