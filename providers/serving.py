@@ -232,9 +232,13 @@ def prepare(
     provider: str,
     region: str,
     tag_rules: TagRules,
+    /,
     **image_fill: str,
 ) -> Prepared:
-    """Everything an endpoint needs before the backend's own requests; pure."""
+    """Everything an endpoint needs before the backend's own requests; pure.
+
+    image_fill: the serving image's placeholders ({registry}, {location}, {project}...);
+    the positional-only arguments leave every name free for them, `region` included."""
     block = deploy_block(recipe)
     if artifact.provider != provider:
         raise RecipeInputError(

@@ -212,3 +212,121 @@ def post_json(session: Any, url: str, body: dict[str, Any], what: str) -> dict[s
         return response.json()
 
     return call(lambda: read_retry()(once)(), what)
+
+
+# --- Vertex AI endpoints (providers/gcp/endpoint.py) ---------------------------------------
+
+# Long-running operations (CreateEndpoint, UploadModel, DeployModel, UndeployModel, the
+# deletes): polled like google.api_core's DEFAULT_POLLING, but DeployModel waits for the
+# replicas to pass their health checks, which can take as long as the container's
+# deploymentTimeout (at most 2 h: aiplatform_v1 ModelContainerSpec.deployment_timeout).
+LRO_INITIAL_S = 1.0
+LRO_MAX_S = 30.0
+LRO_TIMEOUT_S = 7200.0
+
+
+class ServingClients(Clients):
+    """Vertex AI's EndpointService and ModelService clients (REST, like the job client) and
+    an authorized session for rawPredict; tests inject ones aimed at fakes."""
+
+    def __init__(self, endpoints: Any = None, models: Any = None, session: Any = None):
+        super().__init__(session=session)
+        self._services: dict[tuple[str, str], Any] = {}
+        if endpoints is not None:
+            self._services["EndpointServiceClient", "*"] = endpoints
+        if models is not None:
+            self._services["ModelServiceClient", "*"] = models
+
+    def api_endpoint(self, region: str) -> str:
+        return os.environ.get(VERTEX_ENDPOINT_ENV) or f"{region}-aiplatform.googleapis.com"
+
+    def _service(self, kind: str, region: str) -> Any:
+        for key in ((kind, "*"), (kind, region)):
+            if key in self._services:
+                return self._services[key]
+        aiplatform_v1 = module("google.cloud.aiplatform_v1")
+        endpoint = self.api_endpoint(region)
+        self._services[kind, region] = getattr(aiplatform_v1, kind)(
+            credentials=self.credentials(endpoint),
+            transport="rest",
+            client_options={"api_endpoint": endpoint},
+        )
+        return self._services[kind, region]
+
+    def endpoints(self, region: str) -> Any:
+        return self._service("EndpointServiceClient", region)
+
+    def models(self, region: str) -> Any:
+        return self._service("ModelServiceClient", region)
+
+
+def request_message(kind: str, body: dict[str, Any]) -> Any:
+    """A planned request body as aiplatform_v1's message `kind` (e.g. "DeployModelRequest");
+    unknown fields fail instead of vanishing."""
+    aiplatform_v1 = module("google.cloud.aiplatform_v1")
+    return getattr(aiplatform_v1, kind).from_json(json.dumps(body), ignore_unknown_fields=False)
+
+
+def find(fn: Callable[[], T], what: str) -> T | None:
+    """A Get call whose 404 means "not there" (None) rather than a failure."""
+    from google.api_core import exceptions as gex
+
+    def once() -> T | None:
+        try:
+            return fn()
+        except gex.NotFound:
+            return None
+
+    return call(once, what)
+
+
+def wait(operation: Any, what: str) -> Any:
+    """The result of a long-running operation; its error (a google.rpc.Status) becomes the
+    same one-line ProviderError as a refused call."""
+    import concurrent.futures
+
+    from google.api_core import retry
+    from google.api_core.future import polling
+
+    poll = retry.Retry(
+        predicate=polling.POLLING_PREDICATE,
+        initial=LRO_INITIAL_S,
+        maximum=LRO_MAX_S,
+        multiplier=1.5,
+        timeout=LRO_TIMEOUT_S,
+    )
+    from google.api_core import exceptions as gex
+
+    def result() -> Any:
+        try:
+            return operation.result(polling=poll, retry=read_retry())
+        except gex.ResourceExhausted as exc:
+            # An accepted operation that ends RESOURCE_EXHAUSTED ran out of a quota (e.g.
+            # serving GPUs per region), not of request rate: retrying will not help.
+            raise ProviderError(str(provider_error(exc, what)), ErrorKind.QUOTA) from None
+
+    try:
+        return call(result, what)
+    except concurrent.futures.TimeoutError:
+        raise ProviderError(
+            f"{what}: still running after {LRO_TIMEOUT_S:.0f} s (operation "
+            f"{operation.operation.name}); check it in the console",
+            ErrorKind.API,
+        ) from None
+
+
+def raw_predict(session: Any, url: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+    """POST a JSON body to an endpoint's :rawPredict, as google-cloud-aiplatform's own
+    Endpoint.raw_predict does (an AuthorizedSession, the body as is). Retried only on
+    answers that mean "not taken" (429, 503): a generation may already have been billed."""
+    from google.api_core import exceptions as gex
+
+    def once() -> dict[str, Any]:
+        response = session.post(
+            url, data=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=300
+        )
+        if response.status_code >= 400:
+            raise gex.from_http_response(response)
+        return response.json()
+
+    return call(lambda: create_retry()(once)(), what)

@@ -92,3 +92,10 @@ def wandb_reference(setting: GcpSettings) -> str | None:
     if "/versions/" not in secret:
         secret += "/versions/latest"
     return f"gcp-secretmanager:{secret}"
+
+
+def resolve_endpoint(recipe: Recipe) -> tuple[str, str]:
+    """The project and region of a Vertex AI endpoint (no bucket: the artifact names its own)."""
+    gcp = section(recipe, "gcp")
+    values = needed_settings("gcp", gcp, NEEDED[:1])
+    return values["project"], gcp.region

@@ -336,3 +336,340 @@ def gcs_reads(objects: dict[str, bytes]) -> FakeServer:
     server.route("GET", r"/storage/v1/b/(?P<bucket>[^/]+)", bucket)
     server.route("GET", r"/download/storage/v1/b/(?P<bucket>[^/]+)/o/(?P<name>.+)", media)
     return server
+
+
+# --- Vertex AI endpoints (providers/gcp/endpoint.py) ------------------------------------------
+
+
+def chat_completion(model: str, content: str = "billing") -> dict[str, Any]:
+    """vLLM's answer on /v1/chat/completions (an OpenAI ChatCompletion)."""
+    return {
+        "id": "chatcmpl-5f1c0ad2e4b54b7c9a1f",
+        "object": "chat.completion",
+        "created": 1795435200,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "tool_calls": []},
+                "logprobs": None,
+                "finish_reason": "stop",
+                "stop_reason": None,
+            }
+        ],
+        "usage": {"prompt_tokens": 24, "total_tokens": 25, "completion_tokens": 1},
+        "prompt_logprobs": None,
+    }
+
+
+@dataclass
+class FakeVertexServing(Served):
+    """Vertex AI's EndpointService, ModelService and PredictionService.rawPredict over REST,
+    as aiplatform_v1's REST transport and an AuthorizedSession call them.
+
+    Creates, deploys, undeploys and deletes are long-running operations: each answers an
+    unfinished Operation, done when first polled (google.longrunning.Operation; the result
+    or a google.rpc.Status `error` in it). Resource names carry the project number, as
+    Vertex's answers do. `failures[route]`: HTTP answers queued before the route's handler;
+    `operation_errors[route]`: a google.rpc.Status the route's operation ends with instead.
+    Routes: get_endpoint, create_endpoint, update_endpoint, delete_endpoint, deploy,
+    undeploy, get_model, upload, list_models, delete_model, operation, predict.
+    """
+
+    server: FakeServer = field(default_factory=FakeServer)
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> Endpoint JSON
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> Model JSON
+    operations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: dict[str, list[Reply]] = field(default_factory=dict)
+    operation_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # route, body
+
+    def __post_init__(self) -> None:
+        base = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)"
+        endpoint = base + r"/endpoints/(?P<id>[a-z0-9-]+)"
+        model = base + r"/models/(?P<id>[a-z0-9_-]+)"
+        for method, pattern, name in (
+            ("GET", endpoint, "get_endpoint"),
+            ("POST", base + r"/endpoints", "create_endpoint"),
+            ("PATCH", endpoint, "update_endpoint"),
+            ("DELETE", endpoint, "delete_endpoint"),
+            ("POST", endpoint + ":deployModel", "deploy"),
+            ("POST", endpoint + ":undeployModel", "undeploy"),
+            ("POST", endpoint + ":rawPredict", "predict"),
+            ("GET", model, "get_model"),
+            ("POST", base + r"/models:upload", "upload"),
+            ("GET", base + r"/models", "list_models"),
+            ("DELETE", model, "delete_model"),
+            ("GET", r"/(ui|v1)/projects/[^/]+/locations/[^/]+/operations/(?P<op>\d+)", "operation"),
+        ):
+            self.server.route(method, pattern, self._handler(name))
+
+    def _handler(self, name: str) -> Any:
+        def handle(request: Seen, match: re.Match[str]) -> Reply:
+            if request.body and name != "predict":
+                self.received.append((name, request.json()))
+            queued = self.failures.get(name)
+            if queued:
+                return queued.pop(0)
+            return getattr(self, f"_{name}")(request, match)
+
+        return handle
+
+    def calls(self, *names: str) -> list[str]:
+        """The routes called with a body, in order (reads and polls have none)."""
+        return [n for n, _ in self.received if not names or n in names]
+
+    def body(self, name: str, index: int = -1) -> dict[str, Any]:
+        return [b for n, b in self.received if n == name][index]
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _parent(match: re.Match[str]) -> str:
+        return f"projects/{PROJECT_NUMBER}/locations/{match['region']}"
+
+    def _start(self, match: re.Match[str], route: str, kind: str, response: Any) -> Reply:
+        """An unfinished operation; GET on it finishes it (with `response` or the error)."""
+        op_id = str(8000000000000000000 + len(self.operations))
+        name = f"{self._parent(match)}/operations/{op_id}"
+        meta = f"type.googleapis.com/google.cloud.aiplatform.v1.{kind}OperationMetadata"
+        stamp = "2026-11-23T10:00:00.000000Z"
+        operation: dict[str, Any] = {
+            "name": name,
+            "metadata": {
+                "@type": meta,
+                "genericMetadata": {"createTime": stamp, "updateTime": stamp},
+            },
+        }
+        error = self.operation_errors.pop(route, None)
+        self.operations[op_id] = {**operation, "done": True}
+        if error is not None:
+            self.operations[op_id]["error"] = error
+        else:
+            self.operations[op_id]["response"] = response() if callable(response) else response
+        return json_reply(200, operation)
+
+    def _missing(self, what: str, name: str) -> Reply:
+        return error(404, "NOT_FOUND", f"{what} {name} not found.")
+
+    def _numeric(self, request: Seen, resource: dict[str, Any]) -> dict[str, Any]:
+        """Enums as numbers when the client asks $alt=json;enum-encoding=int."""
+        from google.cloud.aiplatform_v1.types import AcceleratorType
+
+        if request.query.get("$alt") != ["json;enum-encoding=int"]:
+            return resource
+        resource = json.loads(json.dumps(resource))
+        for deployed in resource.get("deployedModels", []):
+            spec = deployed["dedicatedResources"]["machineSpec"]
+            if isinstance(spec.get("acceleratorType"), str):
+                spec["acceleratorType"] = AcceleratorType[spec["acceleratorType"]].value
+        return resource
+
+    # --- EndpointService ---------------------------------------------------------------------
+
+    def _get_endpoint(self, request: Seen, match: re.Match[str]) -> Reply:
+        found = self.endpoints.get(match["id"])
+        if found is None:
+            return self._missing("Endpoint", f"{self._parent(match)}/endpoints/{match['id']}")
+        return json_reply(200, self._numeric(request, found))
+
+    def _create_endpoint(self, request: Seen, match: re.Match[str]) -> Reply:
+        (endpoint_id,) = request.query["endpointId"]
+        if endpoint_id in self.endpoints:
+            return error(409, "ALREADY_EXISTS", f"Endpoint {endpoint_id} already exists.")
+        body = request.json()
+        endpoint = {
+            **body,
+            "name": f"{self._parent(match)}/endpoints/{endpoint_id}",
+            "createTime": "2026-11-23T10:00:00.000000Z",
+            "etag": "AMEw9yN",
+        }
+
+        def made() -> dict[str, Any]:
+            self.endpoints[endpoint_id] = endpoint
+            return {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.Endpoint", **endpoint}
+
+        return self._start(match, "create_endpoint", "CreateEndpoint", made)
+
+    def _update_endpoint(self, request: Seen, match: re.Match[str]) -> Reply:
+        endpoint = self.endpoints.get(match["id"])
+        if endpoint is None:
+            return self._missing("Endpoint", match["id"])
+        (mask,) = request.query["updateMask"]
+        for path in mask.split(","):
+            endpoint[path] = request.json()[path]
+        return json_reply(200, self._numeric(request, endpoint))
+
+    def _delete_endpoint(self, _: Seen, match: re.Match[str]) -> Reply:
+        endpoint = self.endpoints.get(match["id"])
+        if endpoint is None:
+            return self._missing("Endpoint", match["id"])
+        if endpoint.get("deployedModels"):
+            return error(
+                400,
+                "FAILED_PRECONDITION",
+                "Endpoint has deployed or being deployed DeployedModel(s).",
+            )
+        del self.endpoints[match["id"]]
+        empty = {"@type": "type.googleapis.com/google.protobuf.Empty"}
+        return self._start(match, "delete_endpoint", "Delete", empty)
+
+    def _deploy(self, request: Seen, match: re.Match[str]) -> Reply:
+        endpoint = self.endpoints.get(match["id"])
+        if endpoint is None:
+            return self._missing("Endpoint", match["id"])
+        body = request.json()
+        deployed = dict(body["deployedModel"])
+        model_id = deployed["model"].rsplit("/", 1)[-1]
+        if model_id not in self.models:
+            return error(400, "FAILED_PRECONDITION", f"Model {deployed['model']} not found.")
+        spec = deployed["dedicatedResources"]["machineSpec"]
+        if isinstance(spec.get("acceleratorType"), int):  # stored by name, like the API
+            from google.cloud.aiplatform_v1.types import AcceleratorType
+
+            spec["acceleratorType"] = AcceleratorType(spec["acceleratorType"]).name
+        deployed["model"] = f"{self._parent(match)}/models/{model_id}"
+        deployed["createTime"] = "2026-11-23T10:05:00.000000Z"
+        deployed["status"] = {
+            "availableReplicaCount": deployed["dedicatedResources"]["minReplicaCount"]
+        }
+        split = {deployed["id"] if k == "0" else k: v for k, v in body["trafficSplit"].items()}
+
+        def done() -> dict[str, Any]:
+            endpoint.setdefault("deployedModels", []).append(deployed)
+            endpoint["trafficSplit"] = split
+            return {
+                "@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeployModelResponse",
+                "deployedModel": {"id": deployed["id"]},
+            }
+
+        return self._start(match, "deploy", "DeployModel", done)
+
+    def _undeploy(self, request: Seen, match: re.Match[str]) -> Reply:
+        endpoint = self.endpoints.get(match["id"])
+        if endpoint is None:
+            return self._missing("Endpoint", match["id"])
+        body = request.json()
+        gone = body["deployedModelId"]
+        split = body.get("trafficSplit", {})
+        if gone not in {d["id"] for d in endpoint.get("deployedModels", [])}:
+            return error(404, "NOT_FOUND", f"DeployedModel {gone} not found on the endpoint.")
+        left = [d for d in endpoint["deployedModels"] if d["id"] != gone]
+        if (
+            split.get(gone)
+            or (left and sum(split.values()) != 100)
+            or (not split and endpoint.get("trafficSplit", {}).get(gone) and left)
+        ):
+            return error(400, "INVALID_ARGUMENT", "Traffic split must add up to 100.")
+        endpoint["deployedModels"] = left
+        endpoint["trafficSplit"] = split
+        response = {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.UndeployModelResponse"}
+        return self._start(match, "undeploy", "UndeployModel", response)
+
+    # --- ModelService ------------------------------------------------------------------------
+
+    def _get_model(self, request: Seen, match: re.Match[str]) -> Reply:
+        found = self.models.get(match["id"])
+        if found is None:
+            return self._missing("Model", f"{self._parent(match)}/models/{match['id']}")
+        return json_reply(200, found)
+
+    def _upload(self, request: Seen, match: re.Match[str]) -> Reply:
+        body = request.json()
+        model_id = body["modelId"]
+        if model_id in self.models:
+            return error(409, "ALREADY_EXISTS", f"Model {model_id} already exists.")
+        name = f"{self._parent(match)}/models/{model_id}"
+        model = {
+            **body["model"],
+            "name": name,
+            "versionId": "1",
+            "createTime": "2026-11-23T10:01:00.000000Z",
+        }
+
+        def made() -> dict[str, Any]:
+            self.models[model_id] = model
+            return {
+                "@type": "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelResponse",
+                "model": name,
+                "modelVersionId": "1",
+            }
+
+        return self._start(match, "upload", "UploadModel", made)
+
+    def _list_models(self, request: Seen, _: re.Match[str]) -> Reply:
+        wanted = dict(re.findall(r'labels\.(\w+)="([^"]*)"', request.query["filter"][0]))
+        found = [
+            m
+            for m in self.models.values()
+            if all(m.get("labels", {}).get(k) == v for k, v in wanted.items())
+        ]
+        return json_reply(200, {"models": found} if found else {})
+
+    def _delete_model(self, _: Seen, match: re.Match[str]) -> Reply:
+        model = self.models.get(match["id"])
+        if model is None:
+            return self._missing("Model", match["id"])
+        in_use = [
+            e["name"]
+            for e in self.endpoints.values()
+            for d in e.get("deployedModels", [])
+            if d["model"] == model["name"]
+        ]
+        if in_use:
+            return error(400, "FAILED_PRECONDITION", f"Model is deployed to Endpoint(s): {in_use}.")
+        del self.models[match["id"]]
+        empty = {"@type": "type.googleapis.com/google.protobuf.Empty"}
+        return self._start(match, "delete_model", "Delete", empty)
+
+    # --- operations and predictions -----------------------------------------------------------
+
+    def _operation(self, _: Seen, match: re.Match[str]) -> Reply:
+        found = self.operations.get(match["op"])
+        if found is None:
+            return self._missing("Operation", match["op"])
+        return json_reply(200, found)
+
+    def _predict(self, request: Seen, match: re.Match[str]) -> Reply:
+        endpoint = self.endpoints.get(match["id"])
+        if endpoint is None:
+            return self._missing("Endpoint", match["id"])
+        if not endpoint.get("deployedModels"):
+            return error(
+                400, "FAILED_PRECONDITION", "There are no deployed models on the endpoint."
+            )
+        body = request.json()
+        self.received.append(("predict", body))
+        split = endpoint.get("trafficSplit", {})
+        serving = max(split, key=lambda k: split[k])
+        headers = {"X-Vertex-AI-Endpoint-Id": match["id"], "X-Vertex-AI-Deployed-Model-Id": serving}
+        return json_reply(200, chat_completion(body["model"]), headers)
+
+
+def vertex_endpoints(fake: FakeVertexServing) -> Any:
+    """providers.gcp.endpoint.VertexEndpoints with real SDK clients pointed at the fake."""
+    from google.auth.transport.requests import AuthorizedSession
+    from google.cloud import aiplatform_v1
+
+    from providers.gcp.endpoint import VertexEndpoints
+
+    credentials = fake_token()
+    options = {"api_endpoint": fake.url}
+    return VertexEndpoints(
+        endpoints=aiplatform_v1.EndpointServiceClient(
+            credentials=credentials, transport="rest", client_options=options
+        ),
+        models=aiplatform_v1.ModelServiceClient(
+            credentials=credentials, transport="rest", client_options=options
+        ),
+        session=AuthorizedSession(credentials),
+        api_endpoint=fake.url,
+    )
+
+
+def fast_operations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long-running operations polled at once (the polling itself stays the SDK's)."""
+    from providers.gcp import sdk
+
+    monkeypatch.setattr(sdk, "LRO_INITIAL_S", 0.01)
+    monkeypatch.setattr(sdk, "LRO_MAX_S", 0.02)

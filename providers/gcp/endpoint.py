@@ -1,0 +1,495 @@
+"""Vertex AI endpoints: a fine-tuned run served by vLLM's OpenAI-compatible server.
+
+plan_endpoint() is pure and writes down the three calls deploy() makes, in order, in the
+REST API's JSON form (camelCase, int64 as strings, durations as "<n>s", enums by name):
+
+  vertex:CreateEndpoint  EndpointService.CreateEndpoint, with endpointId = deploy.endpoint,
+                         so the endpoint's resource name is known before it exists
+                         (CreateEndpointRequest.endpoint_id: a leading letter, then up to 63
+                         of [a-z0-9-], ending in a letter or digit; deploy.endpoint's own
+                         pattern is stricter).
+  vertex:UploadModel     ModelService.UploadModel, with modelId = the deployment name
+                         (UploadModelRequest.model_id: up to 63 of [a-z0-9_-], not starting
+                         with a digit or dash): a custom container running vLLM, whose
+                         artifactUri is the run's model directory.
+  vertex:DeployModel     EndpointService.DeployModel: dedicated resources from the hardware
+                         catalog, a DeployedModel id derived from the version (1-10 digits:
+                         DeployedModel.id), and trafficSplit {"0": 100} ("0" names the model
+                         being deployed: DeployModelRequest.traffic_split).
+
+deploy() sends them through serving.deploy: each resource is looked up by its known name
+first, so a second deploy of the same plan creates nothing; a new version uploads a new
+Model and deploys it to the same endpoint with all the traffic (the previous deployed
+model stays on the endpoint at 0% until a release or `endpoint delete` removes it).
+
+The container (providers/images.yaml, endpoint_images, gcp): vLLM's OpenAI server image
+with the Google Cloud CLI, as Google's Vertex AI vLLM sample builds it. Vertex copies
+artifactUri to its own Cloud Storage directory and names it in AIP_STORAGE_URI ("Custom
+container requirements for inference", Vertex AI docs); the command copies that directory
+into the container and execs vLLM with the args. Vertex forwards the body of a rawPredict
+request unchanged, by POST, to the container's predictRoute and returns the container's
+answer as is (aiplatform_v1 ModelContainerSpec.predict_route; the sample calls
+/v1/completions this way), so with predictRoute /v1/chat/completions an OpenAI chat body
+goes in and vLLM's ChatCompletion comes out.
+
+Why rawPredict and not a chat-completions route: aiplatform_v1 has no ChatCompletions RPC
+(it is v1beta1 only, and aimed at Model Garden's own container protocol); rawPredict is GA.
+It is sent as google-cloud-aiplatform's Endpoint.raw_predict sends it (models.py): the
+raw JSON body through an AuthorizedSession to /v1/{endpoint}:rawPredict. The GAPIC REST
+client would wrap the body in an HttpBody message and parse the answer as one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from providers import serving
+from providers.base import (
+    Artifact,
+    Deployed,
+    EndpointPlan,
+    EndpointRef,
+    EndpointState,
+    EndpointStatus,
+    Request,
+)
+from providers.gcp import sdk
+from providers.gcp.settings import GCP_TAG_RULES, resolve_endpoint
+from providers.serving import Outcome
+from recipes.errors import Problem, RecipeInputError
+from recipes.schema import Recipe
+
+PORT = 8080  # ports[0]: Vertex sends predictions and health checks there (AIP_HTTP_PORT)
+PREDICT_ROUTE = "/v1/chat/completions"  # vLLM's OpenAI route; rawPredict bodies go here
+HEALTH_ROUTE = "/health"  # vLLM answers 200 once the engine is up
+ARTIFACT_DIR = "/tmp/artifact"  # where the command copies AIP_STORAGE_URI
+# The Google sample's entrypoint copies a gs:// --model the same way (gcloud storage cp -r
+# "$URI/*" DIR). Bash expands $AIP_STORAGE_URI at run time; Vertex only expands $(NAME).
+FETCH_AND_SERVE = (
+    'mkdir -p "$ARTIFACT_DIR" && gcloud storage cp -r "$AIP_STORAGE_URI/*" "$ARTIFACT_DIR" '
+    '&& exec python3 -m vllm.entrypoints.openai.api_server "$@"'
+)
+# vLLM with tensor parallelism shares memory between workers through /dev/shm; Google's
+# vLLM samples give the container 16 GB (ModelContainerSpec.shared_memory_size_mb).
+SHARED_MEMORY_MB = 16 * 1024
+# Copying the artifact, pulling the base model and loading it take minutes; Vertex allows
+# up to 2 h (ModelContainerSpec.deployment_timeout).
+DEPLOYMENT_TIMEOUT_S = 3600
+
+_STATE_NOTE = (
+    "previous deployed models stay on the endpoint at 0% traffic (still billed) until a "
+    "release or `recipe endpoint delete` removes them"
+)
+
+
+class VertexEndpoints:
+    """Vertex AI online prediction endpoints running vLLM."""
+
+    name = "gcp"
+
+    def __init__(
+        self,
+        endpoints: Any | None = None,
+        models: Any | None = None,
+        session: Any | None = None,
+        api_endpoint: str | None = None,
+    ):
+        # Tests inject REST EndpointService/ModelService clients, an HTTP session and the
+        # base URL of rawPredict, all pointed at a fake; otherwise built on first use.
+        self.clients = sdk.ServingClients(endpoints, models, session)
+        self._api_endpoint = api_endpoint
+
+    # --- plan ------------------------------------------------------------------------
+
+    def plan_endpoint(self, recipe: Recipe, artifact: Artifact) -> EndpointPlan:
+        project, region = resolve_endpoint(recipe)
+        if not artifact.uri.startswith("gs://"):
+            raise RecipeInputError(
+                Problem(
+                    f"run {artifact.run_id}'s artifact is at {artifact.uri}: Vertex AI reads "
+                    "models from Cloud Storage (gs://)",
+                    field="--provider",
+                )
+            )
+        # {location}, not {region}: prepare() takes `region` itself (Artifact Registry calls
+        # the same thing a location).
+        prep = serving.prepare(
+            recipe, artifact, self.name, region, GCP_TAG_RULES, location=region, project=project
+        )
+        parent = f"projects/{project}/locations/{region}"
+        endpoint_name = f"{parent}/endpoints/{prep.endpoint}"
+        model_name = f"{parent}/models/{prep.deployment}"
+        labels = dict(prep.tags.tags)
+        create_endpoint = Request(
+            api="vertex:CreateEndpoint",
+            body={
+                "parent": parent,
+                "endpointId": prep.endpoint,
+                "endpoint": {"displayName": prep.endpoint, "labels": labels},
+            },
+        )
+        upload = Request(
+            api="vertex:UploadModel",
+            body={
+                "parent": parent,
+                "modelId": prep.deployment,
+                "model": {
+                    "displayName": prep.deployment,
+                    "artifactUri": artifact.uri,
+                    "containerSpec": _container(prep.serving),
+                    "labels": labels,
+                },
+            },
+        )
+        machine: dict[str, Any] = {"machineType": prep.offer.instance_type}
+        if prep.offer.gpus:
+            machine["acceleratorType"] = prep.offer.accelerator_type
+            machine["acceleratorCount"] = prep.offer.gpus
+        deploy = Request(
+            api="vertex:DeployModel",
+            body={
+                "endpoint": endpoint_name,
+                "deployedModel": {
+                    "id": deployed_model_id(prep.version),
+                    "model": model_name,
+                    "displayName": prep.deployment,
+                    "dedicatedResources": {
+                        "machineSpec": machine,
+                        "minReplicaCount": prep.block.min_replicas,
+                        "maxReplicaCount": prep.block.max_replicas,
+                    },
+                },
+                "trafficSplit": {"0": 100},
+            },
+        )
+        notes = (
+            f"the serving image is built once into Artifact Registry ({prep.serving.image}): "
+            "Vertex AI prediction only pulls from Artifact Registry or Container Registry",
+            f"vLLM downloads {prep.serving.base_model} from the Hugging Face Hub at start-up"
+            if prep.serving.adapters
+            else "vLLM loads the model from the artifact",
+            _STATE_NOTE,
+        )
+        return prep.plan((create_endpoint, upload, deploy), notes)
+
+    # --- deploy ----------------------------------------------------------------------
+
+    def deploy(self, plan: EndpointPlan) -> Deployed:
+        return serving.deploy(plan, _Api(self.clients, plan), self._ref(plan))
+
+    def _ref(self, plan: EndpointPlan) -> EndpointRef:
+        deploy = plan.requests[-1].body
+        project = deploy["endpoint"].split("/")[1]
+        return EndpointRef(
+            provider=self.name,
+            endpoint=plan.endpoint,
+            deployment=plan.deployment,
+            ids={
+                "project": project,
+                "region": plan.region,
+                "endpoint": deploy["endpoint"],
+                "model": deploy["deployedModel"]["model"],
+                "deployed_model_id": deploy["deployedModel"]["id"],
+            },
+        )
+
+    # --- status / invoke / delete ----------------------------------------------------
+
+    def endpoint_status(self, ref: EndpointRef) -> EndpointStatus:
+        endpoints = self.clients.endpoints(ref.ids["region"])
+        found = sdk.find(
+            lambda: endpoints.get_endpoint(name=ref.ids["endpoint"], retry=sdk.read_retry()),
+            "GetEndpoint",
+        )
+        status = EndpointStatus(
+            endpoint=ref.endpoint, provider=self.name, state=EndpointState.ABSENT
+        )
+        if found is None:
+            status.message = f"no endpoint {ref.ids['endpoint']}"
+            return status
+        names = {d.id: d.display_name or d.id for d in found.deployed_models}
+        status.url = self._predict_url(ref)
+        status.traffic = {names.get(k, k): int(v) for k, v in found.traffic_split.items()}
+        mine = next(
+            (d for d in found.deployed_models if d.id == ref.ids["deployed_model_id"]), None
+        )
+        if mine is None:
+            # DeployModel adds the deployed model only once its replicas are healthy.
+            status.state = EndpointState.CREATING
+            status.message = f"{ref.deployment} is not deployed on the endpoint (yet)"
+            return status
+        status.state = EndpointState.READY
+        status.deployment = mine.display_name
+        status.replicas = mine.status.available_replica_count if mine.status else None
+        status.message = mine.status.message if mine.status and mine.status.message else "deployed"
+        return status
+
+    def invoke(self, ref: EndpointRef, body: dict[str, Any]) -> dict[str, Any]:
+        session = self.clients.session(self._base(ref.ids["region"]))
+        return sdk.raw_predict(session, self._predict_url(ref), body, "rawPredict")
+
+    def delete_endpoint(self, ref: EndpointRef) -> None:
+        """Undeploy every deployed model (Vertex refuses to delete an endpoint that has one),
+        delete the endpoint, then the Models this recipe's deploys uploaded for it."""
+        region, name = ref.ids["region"], ref.ids["endpoint"]
+        endpoints, models = self.clients.endpoints(region), self.clients.models(region)
+        found = sdk.find(
+            lambda: endpoints.get_endpoint(name=name, retry=sdk.read_retry()), "GetEndpoint"
+        )
+        uploaded = {ref.ids["model"].rsplit("/", 1)[-1]}
+        if found is not None:
+            traffic = {k: int(v) for k, v in found.traffic_split.items()}
+            # Zero-traffic ones first: a deployed model with traffic can only leave when the
+            # request's trafficSplit takes its share (UndeployModelRequest.traffic_split).
+            for deployed in sorted(found.deployed_models, key=lambda d: traffic.get(d.id, 0)):
+                uploaded.add(deployed.model.rsplit("/", 1)[-1])
+                traffic = _without(traffic, deployed.id)
+                _undeploy(endpoints, name, deployed.id, traffic)
+            operation = sdk.find(
+                lambda: endpoints.delete_endpoint(name=name, retry=sdk.read_retry()),
+                "DeleteEndpoint",
+            )
+            if operation is not None:
+                sdk.wait(operation, "DeleteEndpoint")
+        parent = name.rsplit("/endpoints/", 1)[0]
+        # Every Model a deploy uploads carries the label endpoint=deploy.endpoint (its
+        # pattern is already a valid label value, so the mapping leaves it as is).
+        listed = sdk.call(
+            lambda: list(
+                models.list_models(
+                    request={"parent": parent, "filter": f'labels.endpoint="{ref.endpoint}"'},
+                    retry=sdk.read_retry(),
+                )
+            ),
+            "ListModels",
+        )
+        uploaded |= {m.name.rsplit("/", 1)[-1] for m in listed}
+        for model_id in sorted(uploaded):
+            _delete_model(models, f"{parent}/models/{model_id}")
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _base(self, region: str) -> str:
+        if self._api_endpoint:
+            return self._api_endpoint.rstrip("/")
+        host = self.clients.api_endpoint(region)
+        return host if host.startswith("http") else f"https://{host}"
+
+    def _predict_url(self, ref: EndpointRef) -> str:
+        return f"{self._base(ref.ids['region'])}/v1/{ref.ids['endpoint']}:rawPredict"
+
+
+# --- the EndpointApi deploy goes through ----------------------------------------------------
+
+
+class _Api:
+    """serving.EndpointApi on Vertex AI: find each resource by its planned name, else create."""
+
+    def __init__(self, clients: sdk.ServingClients, plan: EndpointPlan):
+        self.endpoints = clients.endpoints(plan.region)
+        self.models = clients.models(plan.region)
+
+    def describe(self, request: Request) -> str:
+        body = request.body
+        name = body.get("endpointId") or body.get("modelId")
+        name = name or body["deployedModel"]["displayName"]
+        return f"{request.api} {name}"
+
+    def apply(self, request: Request) -> Outcome:
+        return getattr(self, "_apply_" + request.api.split(":", 1)[1])(request.body)
+
+    def remove(self, request: Request) -> None:
+        body = request.body
+        if request.api == "vertex:CreateEndpoint":
+            name = f"{body['parent']}/endpoints/{body['endpointId']}"
+            operation = sdk.find(
+                lambda: self.endpoints.delete_endpoint(name=name, retry=sdk.read_retry()),
+                "DeleteEndpoint",
+            )
+            if operation is not None:
+                sdk.wait(operation, "DeleteEndpoint")
+        elif request.api == "vertex:UploadModel":
+            _delete_model(self.models, f"{body['parent']}/models/{body['modelId']}")
+        else:
+            endpoint = self._endpoint(body["endpoint"])
+            if endpoint is None:
+                return
+            deployed_id = body["deployedModel"]["id"]
+            traffic = {k: int(v) for k, v in endpoint.traffic_split.items()}
+            if any(d.id == deployed_id for d in endpoint.deployed_models):
+                _undeploy(
+                    self.endpoints, body["endpoint"], deployed_id, _without(traffic, deployed_id)
+                )
+
+    def _endpoint(self, name: str) -> Any:
+        return sdk.find(
+            lambda: self.endpoints.get_endpoint(name=name, retry=sdk.read_retry()), "GetEndpoint"
+        )
+
+    def _apply_CreateEndpoint(self, body: dict[str, Any]) -> Outcome:  # noqa: N802
+        name = f"{body['parent']}/endpoints/{body['endpointId']}"
+        found = self._endpoint(name)
+        labels = body["endpoint"]["labels"]
+        if found is None:
+            message = sdk.request_message("CreateEndpointRequest", body)
+            operation = sdk.call(
+                lambda: self.endpoints.create_endpoint(request=message, retry=sdk.create_retry()),
+                "CreateEndpoint",
+            )
+            sdk.wait(operation, "CreateEndpoint")
+            return "created"
+        if dict(found.labels) == labels:
+            return "existing"
+        # A new version: the endpoint's labels follow the run it serves (cost reports).
+        aiplatform_v1 = sdk.module("google.cloud.aiplatform_v1")
+        update = aiplatform_v1.UpdateEndpointRequest(
+            endpoint=aiplatform_v1.Endpoint(name=found.name, labels=labels),
+            update_mask={"paths": ["labels"]},
+        )
+        sdk.call(
+            lambda: self.endpoints.update_endpoint(request=update, retry=sdk.read_retry()),
+            "UpdateEndpoint",
+        )
+        return "updated"
+
+    def _apply_UploadModel(self, body: dict[str, Any]) -> Outcome:  # noqa: N802
+        name = f"{body['parent']}/models/{body['modelId']}"
+        found = sdk.find(
+            lambda: self.models.get_model(name=name, retry=sdk.read_retry()), "GetModel"
+        )
+        if found is not None:
+            return "existing"
+        message = sdk.request_message("UploadModelRequest", body)
+        operation = sdk.call(
+            lambda: self.models.upload_model(request=message, retry=sdk.create_retry()),
+            "UploadModel",
+        )
+        sdk.wait(operation, "UploadModel")
+        return "created"
+
+    def _apply_DeployModel(self, body: dict[str, Any]) -> Outcome:  # noqa: N802
+        endpoint = self._endpoint(body["endpoint"])
+        wanted = body["deployedModel"]["id"]
+        if endpoint is not None and any(d.id == wanted for d in endpoint.deployed_models):
+            return "existing"
+        message = sdk.request_message("DeployModelRequest", body)
+        operation = sdk.call(
+            lambda: self.endpoints.deploy_model(request=message, retry=sdk.create_retry()),
+            "DeployModel",
+        )
+        sdk.wait(operation, "DeployModel")
+        return "created"
+
+
+def _undeploy(endpoints: Any, endpoint: str, deployed_id: str, traffic: dict[str, int]) -> None:
+    aiplatform_v1 = sdk.module("google.cloud.aiplatform_v1")
+    request = aiplatform_v1.UndeployModelRequest(
+        endpoint=endpoint, deployed_model_id=deployed_id, traffic_split=traffic
+    )
+    operation = sdk.find(
+        lambda: endpoints.undeploy_model(request=request, retry=sdk.read_retry()),
+        "UndeployModel",
+    )
+    if operation is not None:
+        sdk.wait(operation, "UndeployModel")
+
+
+def _delete_model(models: Any, name: str) -> None:
+    operation = sdk.find(
+        lambda: models.delete_model(name=name, retry=sdk.read_retry()), "DeleteModel"
+    )
+    if operation is not None:
+        sdk.wait(operation, "DeleteModel")
+
+
+def _without(traffic: dict[str, int], deployed_id: str) -> dict[str, int]:
+    """The split once `deployed_id` leaves: its share goes to the largest remaining one
+    (the shares must add up to 100, or the map be empty when none remains)."""
+    share = traffic.get(deployed_id, 0)
+    rest = {k: v for k, v in traffic.items() if k != deployed_id}
+    if share and rest:
+        top = max(rest, key=lambda k: rest[k])
+        rest[top] += share
+    return rest
+
+
+# --- the container ---------------------------------------------------------------------------
+
+
+def deployed_model_id(version: str) -> str:
+    """DeployedModel.id must be 1-10 digits: the 8-hex-digit version as a number fits."""
+    return str(int(version, 16))
+
+
+def _container(spec: Any) -> dict[str, Any]:
+    """ModelContainerSpec: vLLM's OpenAI server behind Vertex's predict and health routes.
+
+    vLLM's flags (docs.vllm.ai, "OpenAI-Compatible Server" and "LoRA Adapters", v0.11):
+    --model (a hub id or a directory), --served-model-name, --enable-lora, --lora-modules
+    NAME=PATH, --max-lora-rank, --max-model-len, --tensor-parallel-size, --host, --port.
+    """
+    args = ["--host=0.0.0.0", f"--port={PORT}"]
+    if spec.adapters:
+        args.append(f"--model={spec.base_model}")
+    else:
+        args += [
+            f"--model={ARTIFACT_DIR}/{spec.base_model}",
+            f"--served-model-name={spec.served_name}",
+        ]
+    args += [f"--tensor-parallel-size={spec.gpus}", f"--max-model-len={spec.max_model_len}"]
+    if spec.adapters:
+        args += ["--enable-lora", f"--max-lora-rank={spec.max_lora_rank}", "--lora-modules"]
+        args += [f"{name}={ARTIFACT_DIR}/{path}" for name, path in spec.adapters.items()]
+    return {
+        "imageUri": spec.image,
+        "command": ["bash", "-c", FETCH_AND_SERVE, "vllm"],
+        "args": args,
+        "env": [{"name": "ARTIFACT_DIR", "value": ARTIFACT_DIR}],
+        "ports": [{"containerPort": PORT}],
+        "predictRoute": PREDICT_ROUTE,
+        "healthRoute": HEALTH_ROUTE,
+        "deploymentTimeout": f"{DEPLOYMENT_TIMEOUT_S}s",
+        "sharedMemorySizeMb": str(SHARED_MEMORY_MB),  # int64: a string in proto JSON
+    }
+
+
+# --- parity ----------------------------------------------------------------------------------
+
+
+def parity_view(plan: EndpointPlan) -> dict[str, Any]:
+    """What the plan's bodies tell the server, read back from them (not from plan.serving)."""
+    bodies = {r.api: r.body for r in plan.requests}
+    model = bodies["vertex:UploadModel"]["model"]
+    container = model["containerSpec"]
+    resources = bodies["vertex:DeployModel"]["deployedModel"]["dedicatedResources"]
+    flags: dict[str, str] = {}
+    modules: list[str] = []
+    args = container["args"]
+    for i, arg in enumerate(args):
+        if arg == "--lora-modules":
+            modules = [a for a in args[i + 1 :] if not a.startswith("--")]
+        elif arg.startswith("--"):
+            key, _, value = arg.partition("=")
+            flags[key] = value
+    root = ARTIFACT_DIR + "/"
+    adapters = {}
+    for module in modules:
+        name, _, path = module.partition("=")
+        adapters[name] = path.removeprefix(root)
+    base = flags["--model"].removeprefix(root)
+    served = flags.get("--served-model-name") or next(iter(adapters), base)
+    rank = flags.get("--max-lora-rank")
+    return {
+        "artifact": model["artifactUri"],
+        "image": container["imageUri"],
+        "base_model": base,
+        "served_name": served,
+        "adapters": adapters,
+        "max_model_len": int(flags["--max-model-len"]),
+        "max_lora_rank": int(rank) if rank else None,
+        "instance_type": resources["machineSpec"]["machineType"],
+        "min_replicas": resources["minReplicaCount"],
+        "max_replicas": resources["maxReplicaCount"],
+        "tags": dict(model["labels"]),
+        "env": {e["name"]: e["value"] for e in container["env"]},
+    }
