@@ -142,6 +142,10 @@ class CommandJobs:
         )
         if job.studio_url:
             status.artifacts["studio"] = job.studio_url
+        if state == State.SUCCEEDED:
+            # The named output "model" (adapter/, merged/ or model/ inside): what an
+            # endpoint registers as a Model (providers/azure/endpoint.py).
+            status.artifacts["model"] = f"azureml://jobs/{ref.ids['job_name']}/outputs/model"
         return status
 
     def new_log_lines(self, ref: RunRef, cursor: dict[str, Any]) -> list[str]:

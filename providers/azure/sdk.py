@@ -10,6 +10,7 @@ the credential chain's per-credential warnings) is kept off the user's terminal.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import warnings
@@ -153,3 +154,267 @@ def job_from_rest(body: dict[str, Any], name: str) -> Any:
     if not isinstance(job, Command):
         raise ProviderError(f"the planned Azure ML job is a {type(job).__name__}, not a command")
     return job
+
+
+# --- managed online endpoints ----------------------------------------------------------------
+# Bodies are built with azure-ai-ml's entities and serialized by its own REST models (as for
+# jobs), so a plan shows what the SDK PUTs; deploy rebuilds the entities from the planned
+# bodies and hands them to the SDK's operations.
+
+
+def _rest(obj: Any) -> dict[str, Any]:
+    from azure.ai.ml._restclient.arm_ml_service._utils.model_base import SdkJSONEncoder
+
+    return json.loads(json.dumps(obj, cls=SdkJSONEncoder, exclude_readonly=True))
+
+
+def model_body(name: str, version: str, path: str, tags: dict[str, str], description: str) -> Any:
+    """A workspace model version over a job's output (type custom_model: a folder)."""
+    ml()
+    from azure.ai.ml.entities import Model
+
+    entity = Model(
+        name=name,
+        version=version,
+        path=path,
+        type="custom_model",
+        tags=tags,
+        description=description,
+    )
+    return _rest(entity._to_rest_object())
+
+
+def environment_body(
+    name: str,
+    version: str,
+    context_uri: str,
+    routes: dict[str, dict[str, Any]],
+    tags: dict[str, str],
+    description: str,
+) -> dict[str, Any]:
+    """An environment built from a Docker build context, with the inference routes of a
+    custom container (liveness, readiness, scoring)."""
+    ml()
+    from azure.ai.ml.entities import BuildContext, Environment
+
+    with quiet():
+        entity = Environment(
+            name=name,
+            version=version,
+            build=BuildContext(path=context_uri, dockerfile_path="Dockerfile"),
+            inference_config=routes,
+            tags=tags,
+            description=description,
+        )
+    return _rest(entity._to_rest_object())
+
+
+def online_endpoint_body(
+    name: str, location: str, traffic: dict[str, int], tags: dict[str, str], description: str
+) -> dict[str, Any]:
+    """A managed online endpoint with key auth (the key is fetched at invoke time)."""
+    ml()
+    from azure.ai.ml.entities import ManagedOnlineEndpoint
+
+    entity = ManagedOnlineEndpoint(
+        name=name, auth_mode="key", traffic=traffic, tags=tags, description=description
+    )
+    return _rest(entity._to_rest_online_endpoint(location=location))
+
+
+def online_deployment_body(location: str, **kwargs: Any) -> dict[str, Any]:
+    """A managed online deployment: model, environment, instances, env, request settings,
+    probes (kwargs are ManagedOnlineDeployment's, with plain dicts for the settings)."""
+    ml()
+    from azure.ai.ml.entities import (
+        DefaultScaleSettings,
+        ManagedOnlineDeployment,
+        OnlineRequestSettings,
+        ProbeSettings,
+    )
+
+    # Managed deployments scale by Default only (TargetUtilization is for Kubernetes
+    # online endpoints: azure-ai-ml's OnlineScaleSettings); the instance count is the sku's.
+    kwargs["scale_settings"] = DefaultScaleSettings()
+    kwargs["request_settings"] = OnlineRequestSettings(**kwargs["request_settings"])
+    for probe in ("liveness_probe", "readiness_probe"):
+        kwargs[probe] = ProbeSettings(**kwargs[probe])
+    with quiet():
+        entity = ManagedOnlineDeployment(**kwargs)
+    return _rest(entity._to_rest_object(location=location))
+
+
+def _versioned_id(arm: str, kind: str, name: str, version: str) -> str:
+    return f"{arm}/{kind}/{name}/versions/{version}"
+
+
+@contextlib.contextmanager
+def _no_dots() -> Iterator[None]:
+    """AzureMLPolling prints a dot to stdout on every poll; not for the user's terminal."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _missing(fn: Callable[[], T], what: str) -> T | None:
+    """The call's answer, or None when Azure answers 404."""
+    try:
+        return call(fn, what)
+    except ProviderError as exc:
+        if exc.kind == ErrorKind.NOT_FOUND:
+            return None
+        raise
+
+
+def get_model(client: Any, name: str, version: str) -> Any:
+    return _missing(lambda: client.models.get(name, version=version), f"get model {name}:{version}")
+
+
+def create_model(client: Any, arm: str, name: str, version: str, body: dict[str, Any]) -> None:
+    """Register the planned model version (the entity again from the body's fields: the
+    SDK's own reader expects the flavors a service answer carries)."""
+    ml()
+    from azure.ai.ml.entities import Model
+
+    props = body["properties"]
+    entity = Model(
+        name=name,
+        version=version,
+        path=props["modelUri"],
+        type=props["modelType"],
+        tags=props.get("tags") or {},
+        properties=props.get("properties") or {},
+        description=props.get("description"),
+    )
+    call(lambda: client.models.create_or_update(entity), f"register model {name}:{version}")
+
+
+def delete_model(client: Any, name: str, version: str) -> None:
+    ops = client.models._model_versions_operation  # the SDK offers archive only; ARM deletes
+    _missing(
+        lambda: ops.delete(client.resource_group_name, client.workspace_name, name, version),
+        f"delete model {name}:{version}",
+    )
+
+
+def model_versions(client: Any, name: str) -> list[str]:
+    found = _missing(lambda: list(client.models.list(name=name)), f"list model {name}")
+    return [m.version for m in found or ()]
+
+
+def get_environment(client: Any, name: str, version: str) -> Any:
+    return _missing(
+        lambda: client.environments.get(name, version=version), f"get environment {name}:{version}"
+    )
+
+
+def create_environment(
+    client: Any, arm: str, name: str, version: str, body: dict[str, Any]
+) -> None:
+    ml()
+    from azure.ai.ml._restclient.arm_ml_service.models import EnvironmentVersion
+    from azure.ai.ml.entities import Environment
+
+    rest = EnvironmentVersion({**body, "id": _versioned_id(arm, "environments", name, version)})
+    with quiet():
+        entity = Environment._from_rest_object(rest)
+    call(
+        lambda: client.environments.create_or_update(entity),
+        f"create environment {name}:{version}",
+    )
+
+
+def delete_environment(client: Any, name: str, version: str) -> None:
+    ops = client.environments._version_operations  # archive only in the SDK; ARM deletes
+    _missing(
+        lambda: ops.delete(client.resource_group_name, client.workspace_name, name, version),
+        f"delete environment {name}:{version}",
+    )
+
+
+def environment_versions(client: Any, name: str) -> list[str]:
+    found = _missing(lambda: list(client.environments.list(name=name)), f"list environment {name}")
+    return [e.version for e in found or ()]
+
+
+def workspace_location(client: Any) -> str:
+    return str(
+        call(lambda: client.workspaces.get(client.workspace_name).location, "get the workspace")
+    )
+
+
+def get_endpoint(client: Any, name: str) -> Any:
+    return _missing(lambda: client.online_endpoints.get(name), f"get endpoint {name}")
+
+
+def put_endpoint(client: Any, arm_id: str, body: dict[str, Any]) -> Any:
+    """Create or update the endpoint from its planned body and wait until ARM is done."""
+    ml()
+    from azure.ai.ml._restclient.arm_ml_service.models import OnlineEndpoint as RestEndpoint
+    from azure.ai.ml.entities import OnlineEndpoint
+
+    name = arm_id.rsplit("/", 1)[-1]
+    entity = OnlineEndpoint._from_rest_object(RestEndpoint({**body, "id": arm_id, "name": name}))
+    with _no_dots():
+        return call(
+            lambda: client.online_endpoints.begin_create_or_update(entity).result(),
+            f"create or update endpoint {name}",
+        )
+
+
+def delete_endpoint(client: Any, name: str) -> None:
+    with _no_dots():
+        _missing(
+            lambda: client.online_endpoints.begin_delete(name=name).result(),
+            f"delete endpoint {name}",
+        )
+
+
+def get_deployment(client: Any, endpoint: str, name: str) -> Any:
+    return _missing(
+        lambda: client.online_deployments.get(name, endpoint_name=endpoint),
+        f"get deployment {name} of {endpoint}",
+    )
+
+
+def put_deployment(client: Any, arm_id: str, body: dict[str, Any]) -> Any:
+    ml()
+    from azure.ai.ml._restclient.arm_ml_service.models import OnlineDeployment as RestDeployment
+    from azure.ai.ml.entities import OnlineDeployment
+
+    with quiet():
+        entity = OnlineDeployment._from_rest_object(
+            RestDeployment({**body, "id": arm_id, "name": arm_id.rsplit("/", 1)[-1]})
+        )
+    endpoint, name = entity.endpoint_name, entity.name
+    with _no_dots():
+        return call(
+            lambda: client.online_deployments.begin_create_or_update(entity).result(),
+            f"create deployment {name} of {endpoint}",
+        )
+
+
+def delete_deployment(client: Any, endpoint: str, name: str) -> None:
+    with _no_dots():
+        _missing(
+            lambda: client.online_deployments.begin_delete(name, endpoint_name=endpoint).result(),
+            f"delete deployment {name} of {endpoint}",
+        )
+
+
+def endpoint_key(client: Any, name: str) -> str:
+    """The endpoint's primary key (auth_mode key), fetched for one call and never kept."""
+    keys = call(lambda: client.online_endpoints.get_keys(name), f"get the keys of {name}")
+    return str(keys.primary_key)
+
+
+def post_json(
+    client: Any, url: str, body: dict[str, Any], headers: dict[str, str], what: str
+) -> dict[str, Any]:
+    """POST through the MLClient's own HTTP pipeline (what online_endpoints.invoke uses);
+    an error answer becomes a ProviderError that names the status, never the headers."""
+    from azure.ai.ml._utils._endpoint_utils import validate_response
+
+    pipeline = client.online_endpoints._requests_pipeline
+    response = call(lambda: pipeline.post(url, json=body, headers=headers), what)
+    call(lambda: validate_response(response), what)
+    return dict(json.loads(response.text()))

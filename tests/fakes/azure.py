@@ -338,3 +338,274 @@ def azureml_datastore_reads(blobs: dict[str, bytes]) -> FakeServer:
     server.route("POST", base + r"/datastores/(?P<name>[^/]+)/listSecrets", secrets)
     server.route("GET", rf"/stmlworkspace/{CONTAINER}/(?P<blob>.+)", blob)
     return server
+
+
+# --- managed online endpoints (recipe endpoint ... --provider azure) --------------------------
+
+WORKSPACE_LOCATION = "eastus"
+ENDPOINT_KEY = "fake-primary-key-not-a-secret"  # what listKeys answers; tests check it never leaks
+
+
+def _not_found(what: str) -> Reply:
+    # ARM's answer for a missing child resource (azure-core maps 404 to ResourceNotFoundError).
+    return json_reply(
+        404,
+        {"error": {"code": "UserError", "message": f"{what} not found."}},
+        {"x-ms-error-code": "UserError"},
+    )
+
+
+class FakeAzureMLEndpoints(FakeAzureML):
+    """FakeAzureML plus what managed online endpoints need: the workspace (its location),
+    model and environment versions, online endpoints and deployments as ARM long-running
+    operations (201/202 with Azure-AsyncOperation and Retry-After, then an operation
+    status of Succeeded), listKeys, and the endpoint's scoring URI answering like vLLM's
+    /v1/chat/completions behind Azure's key check and azureml-model-deployment routing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models: dict[str, dict[str, Any]] = {}  # "name/version" -> body
+        self.environments: dict[str, dict[str, Any]] = {}
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self.deployments: dict[str, dict[str, Any]] = {}  # "endpoint/deployment" -> body
+        self.operations = 0
+        r = self.server.route
+        base = re.escape(WS_PATH)
+        r("GET", base, self.workspace)
+        r("GET", base + r"/operations/(?P<op>[^/]+)", self.operation)
+        for kind, store in (("models", self.models), ("environments", self.environments)):
+            r("GET", base + rf"/{kind}/(?P<name>[^/]+)", self._container(kind, store))
+            r("GET", base + rf"/{kind}/(?P<name>[^/]+)/versions", self._versions(store))
+            version = base + rf"/{kind}/(?P<name>[^/]+)/versions/(?P<version>[^/]+)"
+            r("GET", version, self._get_version(kind, store))
+            r("PUT", version, self._put_version(kind, store))
+            r("DELETE", version, self._delete_version(store))
+        endpoint = base + r"/onlineEndpoints/(?P<name>[^/]+)"
+        r("GET", endpoint, self.get_endpoint)
+        r("PUT", endpoint, self.put_endpoint)
+        r("DELETE", endpoint, self.delete_endpoint)
+        r("POST", endpoint + r"/listKeys", self.list_keys)
+        r("GET", endpoint + r"/deployments", self.list_deployments)
+        deployment = endpoint + r"/deployments/(?P<deployment>[^/]+)"
+        r("GET", deployment, self.get_deployment)
+        r("PUT", deployment, self.put_deployment)
+        r("DELETE", deployment, self.delete_deployment)
+        r("POST", r"/inference/(?P<name>[^/]+)/score", self.score)
+
+    # what the SDK sent
+    def puts(self, kind: str) -> list[Seen]:
+        """PUTs of one kind: models, environments, onlineEndpoints, deployments."""
+        pattern = {
+            "models": r"/models/[^/]+/versions/[^/]+$",
+            "environments": r"/environments/[^/]+/versions/[^/]+$",
+            "onlineEndpoints": r"/onlineEndpoints/[^/]+$",
+            "deployments": r"/deployments/[^/]+$",
+        }[kind]
+        return self.seen("PUT", pattern)
+
+    def creates(self) -> list[str]:
+        """Every PUT of a resource and every blob upload, as 'METHOD path'."""
+        return [
+            f"{s.method} {s.path}"
+            for s in self.server.seen
+            if s.method == "PUT" and ("/versions/" in s.path or "/onlineEndpoints/" in s.path)
+        ] + [f"PUT {s.path}" for s in self.blob_puts()]
+
+    # workspace and long-running operations
+    def workspace(self, request: Seen, _: re.Match[str]) -> Reply:
+        return json_reply(
+            200,
+            {
+                "id": request.path,
+                "name": WORKSPACE,
+                "type": "Microsoft.MachineLearningServices/workspaces",
+                "location": WORKSPACE_LOCATION,
+                "properties": {"friendlyName": WORKSPACE},
+            },
+        )
+
+    def _accepted(self, status: int, body: dict[str, Any] | None) -> Reply:
+        """ARM's answer to a long-running PUT (201) or DELETE (202): the operation to poll."""
+        self.operations += 1
+        headers = {
+            "Azure-AsyncOperation": f"{self.url}{WS_PATH}/operations/op{self.operations}"
+            "?api-version=2025-12-01",
+            "Retry-After": "0",
+        }
+        if body is None:
+            return status, {**headers, "Content-Type": "application/json"}, b""
+        return json_reply(status, body, headers)
+
+    def operation(self, _: Seen, match: re.Match[str]) -> Reply:
+        return json_reply(200, {"id": match["op"], "name": match["op"], "status": "Succeeded"})
+
+    # model and environment versions (immutable assets: a second PUT of a version is refused)
+    def _container(self, kind: str, store: dict[str, dict[str, Any]]) -> Any:
+        def handler(request: Seen, match: re.Match[str]) -> Reply:
+            if not any(key.split("/")[0] == match["name"] for key in store):
+                return _not_found(f"{kind} container {match['name']}")
+            return json_reply(200, {"id": request.path, "name": match["name"], "properties": {}})
+
+        return handler
+
+    def _versions(self, store: dict[str, dict[str, Any]]) -> Any:
+        def handler(_: Seen, match: re.Match[str]) -> Reply:
+            found = [body for key, body in store.items() if key.split("/")[0] == match["name"]]
+            return json_reply(200, {"value": found})
+
+        return handler
+
+    def _get_version(self, kind: str, store: dict[str, dict[str, Any]]) -> Any:
+        def handler(_: Seen, match: re.Match[str]) -> Reply:
+            body = store.get(f"{match['name']}/{match['version']}")
+            if body is None:
+                return _not_found(f"{kind} {match['name']}:{match['version']}")
+            return json_reply(200, body)
+
+        return handler
+
+    def _put_version(self, kind: str, store: dict[str, dict[str, Any]]) -> Any:
+        def handler(request: Seen, match: re.Match[str]) -> Reply:
+            body = request.json()
+            body.update(
+                id=request.path,
+                name=match["version"],
+                type=f"Microsoft.MachineLearningServices/workspaces/{kind}/versions",
+            )
+            body["properties"]["provisioningState"] = "Succeeded"
+            if kind == "models":  # the service answers with the flavors (none for custom_model)
+                body["properties"].setdefault("flavors", {})
+            store[f"{match['name']}/{match['version']}"] = body
+            return json_reply(201, body)
+
+        return handler
+
+    def _delete_version(self, store: dict[str, dict[str, Any]]) -> Any:
+        def handler(_: Seen, match: re.Match[str]) -> Reply:
+            existed = store.pop(f"{match['name']}/{match['version']}", None)
+            return (200 if existed else 204), {}, b""
+
+        return handler
+
+    # online endpoints
+    def get_endpoint(self, _: Seen, match: re.Match[str]) -> Reply:
+        body = self.endpoints.get(match["name"])
+        return json_reply(200, body) if body else _not_found(f"Endpoint {match['name']}")
+
+    def put_endpoint(self, request: Seen, match: re.Match[str]) -> Reply:
+        name = match["name"]
+        body = request.json()
+        body.update(
+            id=request.path,
+            name=name,
+            type="Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
+        )
+        props = body["properties"]
+        props["scoringUri"] = f"{self.url}/inference/{name}/score"
+        props["swaggerUri"] = f"{self.url}/inference/{name}/swagger.json"
+        props["provisioningState"] = "Succeeded"
+        new = name not in self.endpoints
+        self.endpoints[name] = body
+        answer = {
+            **body,
+            "properties": {**props, "provisioningState": "Creating" if new else "Updating"},
+        }
+        return self._accepted(201 if new else 200, answer)
+
+    def delete_endpoint(self, _: Seen, match: re.Match[str]) -> Reply:
+        name = match["name"]
+        if self.endpoints.pop(name, None) is None:
+            return 204, {}, b""
+        for key in [k for k in self.deployments if k.split("/")[0] == name]:
+            del self.deployments[key]  # an endpoint's deployments go with it
+        return self._accepted(202, None)
+
+    def list_keys(self, _: Seen, match: re.Match[str]) -> Reply:
+        if match["name"] not in self.endpoints:
+            return _not_found(f"Endpoint {match['name']}")
+        return json_reply(200, {"primaryKey": ENDPOINT_KEY, "secondaryKey": ENDPOINT_KEY[::-1]})
+
+    # deployments
+    def list_deployments(self, _: Seen, match: re.Match[str]) -> Reply:
+        found = [b for k, b in self.deployments.items() if k.split("/")[0] == match["name"]]
+        return json_reply(200, {"value": found})
+
+    def get_deployment(self, _: Seen, match: re.Match[str]) -> Reply:
+        body = self.deployments.get(f"{match['name']}/{match['deployment']}")
+        return json_reply(200, body) if body else _not_found(f"Deployment {match['deployment']}")
+
+    def put_deployment(self, request: Seen, match: re.Match[str]) -> Reply:
+        if match["name"] not in self.endpoints:
+            return _not_found(f"Endpoint {match['name']}")
+        body = request.json()
+        body.update(
+            id=request.path,
+            name=match["deployment"],
+            type="Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments",
+        )
+        body["properties"]["provisioningState"] = "Succeeded"
+        key = f"{match['name']}/{match['deployment']}"
+        new = key not in self.deployments
+        self.deployments[key] = body
+        answer = {**body, "properties": {**body["properties"], "provisioningState": "Creating"}}
+        return self._accepted(201 if new else 200, answer)
+
+    def delete_deployment(self, _: Seen, match: re.Match[str]) -> Reply:
+        if self.deployments.pop(f"{match['name']}/{match['deployment']}", None) is None:
+            return 204, {}, b""
+        return self._accepted(202, None)
+
+    # the scoring URI: Azure checks the key, routes by azureml-model-deployment (else by the
+    # endpoint's traffic), and forwards the body to the container's scoring route
+    def score(self, request: Seen, match: re.Match[str]) -> Reply:
+        endpoint = self.endpoints.get(match["name"])
+        if endpoint is None:
+            return json_reply(404, {"message": "endpoint not found"})
+        if request.headers.get("authorization") != f"Bearer {ENDPOINT_KEY}":
+            return json_reply(401, {"message": "Invalid authentication credentials"})
+        deployment = request.headers.get("azureml-model-deployment") or max(
+            endpoint["properties"].get("traffic") or {"": 0}, key=lambda k: 0
+        )
+        if f"{match['name']}/{deployment}" not in self.deployments:
+            return json_reply(404, {"message": f"deployment {deployment} not found"})
+        body = request.json()
+        return json_reply(
+            200,
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1795000000,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "billing"},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10},
+            },
+            {"azureml-model-deployment": deployment},
+        )
+
+
+def endpoint_ml_client() -> Any:
+    """ml_client() whose every operation may speak plain HTTP to the fake: azure-core's
+    bearer-token policy refuses http:// unless the request's context says otherwise, and
+    azure-ai-ml says so for jobs only (enforce_https from a local MFE URL)."""
+    from azure.ai.ml import MLClient
+    from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+    class AllowHttp(SansIOHTTPPolicy):  # type: ignore[type-arg]
+        def on_request(self, request: Any) -> None:
+            request.context["enforce_https"] = False
+
+    return MLClient(
+        FakeCredential(),
+        SUB,
+        RESOURCE_GROUP,
+        WORKSPACE,
+        enable_telemetry=False,
+        per_call_policies=[AllowHttp()],
+    )

@@ -1,0 +1,542 @@
+"""Azure ML managed online endpoints serving a fine-tune through vLLM's OpenAI server.
+
+plan_endpoint() builds, with azure-ai-ml's entities and its own REST serializer, the
+requests deploy sends, in order:
+
+  storage:upload                              the Docker build context (one Dockerfile)
+  azureml:CreateOrUpdateEnvironmentVersion    vLLM's image + our entrypoint, the inference routes
+  azureml:CreateOrUpdateModelVersion          the training job's output, registered
+  azureml:CreateOrUpdateOnlineEndpoint        key auth, tags, no traffic yet
+  azureml:CreateOrUpdateOnlineDeployment      model, environment, instances, env, request settings
+  azureml:UpdateOnlineEndpointTraffic         {deployment: 100} once the deployment is ready
+
+Why a build context: a managed online deployment cannot set its container's command or
+arguments (OnlineDeployment has no such field in the ARM API, azure-ai-ml's
+_restclient/arm_ml_service/models OnlineDeploymentProperties), and vllm/vllm-openai takes
+everything on its command line. Azure ML's documented answer for custom containers is an
+environment built from a Dockerfile ("Deploying vLLM models on Azure Machine Learning with
+Managed Online Endpoints", github.com/csiebler/csiebler.github.io @ 06279bb1,
+content/posts/vllm-on-azure-machine-learning-managed-online-endpoints-deployment.md): FROM
+the vLLM image, an ENTRYPOINT reading the arguments from the deployment's environment.
+Ours also finds the artifact root under AZUREML_MODEL_DIR, where Azure mounts the
+registered model (/var/azureml-app/azureml-models/<name>/<version>/..., "Use a custom
+container to deploy a model to an online endpoint", learn.microsoft.com), and puts it into
+vLLM's --model / --lora-modules paths.
+
+Names: the endpoint is deploy.endpoint; an Azure deployment name is 3-32 letters, digits
+and dashes, starting with a letter, and scoped to its endpoint (learn.microsoft.com,
+"Manage and increase quotas ... for online endpoints", naming limits), so the deployment
+is "v" + the plan's 8-hex version (the shared `{endpoint}-{version}` can pass 32). The
+model is registered as <endpoint>:<version> and the environment as <endpoint>-vllm:<version>,
+so delete_endpoint knows what belongs to the endpoint.
+
+The one value a plan cannot know without a call is the blob URL of the workspace's
+datastore: the environment's build.contextUri is planned as the datastore URI of the
+uploaded context and resolved to that container's blob URL at deploy (the ARM API takes
+blob URIs there: BuildContext.contextUri, "Supports blob URIs on environment creation").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shlex
+from typing import Any
+
+from providers import serving
+from providers.azure import sdk
+from providers.azure.settings import NEEDED, Workspace
+from providers.azure.storage import SCOPE_ENV, DatastoreStorage, blob_metadata, split_uri
+from providers.base import (
+    Artifact,
+    Deployed,
+    EndpointPlan,
+    EndpointRef,
+    EndpointState,
+    EndpointStatus,
+    ErrorKind,
+    ProviderError,
+    Request,
+)
+from providers.staging import needed_settings, section
+from recipes.schema import Recipe
+from recipes.tags import AZURE as AZURE_TAG_RULES
+
+PORT = 8000  # vLLM's default port, where the inference routes point
+# vLLM's OpenAI server answers GET /health with 200 once the engine is up (vllm/entrypoints/
+# openai/api_server.py); scoring_route is where Azure sends what reaches the endpoint's
+# scoring URI (/score), so the scoring URI is the chat-completions route.
+ROUTES = {
+    "liveness_route": {"port": PORT, "path": "/health"},
+    "readiness_route": {"port": PORT, "path": "/health"},
+    "scoring_route": {"port": PORT, "path": "/v1/chat/completions"},
+}
+# Azure ML managed endpoints: request_timeout_ms at most 180000 ("Manage and increase
+# quotas and limits for resources with Azure Machine Learning", online endpoints). The
+# default of one concurrent request per instance would starve vLLM's continuous batching.
+REQUEST_SETTINGS = {"request_timeout_ms": 180_000, "max_concurrent_requests_per_instance": 32}
+# Loading a 7B model (hub download + weights to GPU) takes minutes; liveness must not kill
+# the container before /health can answer (probe fields: ProbeSettings in azure-ai-ml).
+LIVENESS = {"initial_delay": 600, "period": 10, "timeout": 2, "failure_threshold": 30}
+READINESS = {"initial_delay": 60, "period": 10, "timeout": 2, "failure_threshold": 60}
+ARTIFACT = "@ARTIFACT@"  # in VLLM_ARGS: the artifact root, found at container start
+# The api-version azure-ai-ml 1.35.2 sends for each (its MLClient pins one service client per
+# kind: _ml_client.py; seen on the wire in tests/test_endpoint_azure.py).
+API_VERSIONS = {
+    "environments": "2023-04-01-preview",
+    "models": "2023-08-01-preview",
+    "onlineEndpoints": "2022-02-01-preview",
+    "deployments": "2023-04-01-preview",
+}
+CONTEXT_DIR = "recipe/serving"
+MAX_REPLICAS = "recipe.max_replicas"  # deployment property: the autoscale ceiling (see notes)
+
+# The container's entrypoint: find the directory under AZUREML_MODEL_DIR holding the
+# marker file (the registered folder itself, or its one subfolder), put it into
+# VLLM_ARGS, exec vLLM's OpenAI server (PID 1, so Azure's stop reaches it).
+ENTRYPOINT = (
+    'set -eu; D="${AZUREML_MODEL_DIR:?Azure ML mounts the model there}"; ROOT=""; '
+    'for d in "$D" "$D"/*; do if [ -e "$d/$RECIPE_ARTIFACT_MARKER" ]; then ROOT="$d"; break; '
+    'fi; done; if [ -z "$ROOT" ]; then echo "recipe: no $RECIPE_ARTIFACT_MARKER under $D" >&2; '
+    "exit 1; fi; exec python3 -m vllm.entrypoints.openai.api_server "
+    "${VLLM_ARGS//@ARTIFACT@/$ROOT}"
+)
+
+_STATES = {
+    "creating": EndpointState.CREATING,
+    "updating": EndpointState.UPDATING,
+    "succeeded": EndpointState.READY,
+    "failed": EndpointState.FAILED,
+    "canceled": EndpointState.FAILED,
+    "deleting": EndpointState.DELETING,
+}
+
+
+def dockerfile(image: str) -> str:
+    return (
+        "# recipe endpoint: vLLM's OpenAI server with its arguments from the deployment's\n"
+        "# environment (VLLM_ARGS, RECIPE_ARTIFACT_MARKER): Azure ML cannot set a command.\n"
+        f"FROM {image}\n"
+        f"ENTRYPOINT {json.dumps(['/bin/bash', '-c', ENTRYPOINT])}\n"
+    )
+
+
+def vllm_args(spec: Any) -> list[str]:
+    """vLLM's flags for the neutral ServingSpec (vllm/engine/arg_utils.py, entrypoints/openai/
+    cli_args.py). With an adapter, the base answers to its hub id and the LoRA module to the
+    served name, so a client asking for the fine-tune gets the adapter, never the bare base."""
+    args: list[str] = []
+    if spec.adapters:
+        args += ["--model", spec.base_model, "--enable-lora"]
+        for name, path in spec.adapters.items():
+            args += ["--lora-modules", f"{name}={ARTIFACT}/{path}"]
+        args += ["--max-lora-rank", str(spec.max_lora_rank)]
+    else:
+        args += [
+            "--model",
+            f"{ARTIFACT}/{spec.base_model}",
+            "--served-model-name",
+            spec.served_name,
+        ]
+    args += ["--max-model-len", str(spec.max_model_len), "--tensor-parallel-size", str(spec.gpus)]
+    return [*args, "--host", "0.0.0.0", "--port", str(PORT)]
+
+
+def marker(spec: Any) -> str:
+    """A file only the artifact root has below it: how the entrypoint recognises the root."""
+    if spec.adapters:
+        return f"{next(iter(spec.adapters.values()))}/adapter_config.json"
+    return f"{spec.base_model}/config.json"
+
+
+def deployment_name(version: str) -> str:
+    return f"v{version}"
+
+
+def _workspace(recipe: Recipe) -> Workspace:
+    """compute.azure's workspace (no cluster: endpoints run on Azure's managed instances)."""
+    azure = section(recipe, "azure")
+    values = needed_settings("azure", azure, NEEDED[: len(SCOPE_ENV)])
+    return Workspace(
+        section=azure, **values, region=azure.region, datastore=azure.datastore, cluster=""
+    )
+
+
+class OnlineEndpoints:
+    """Managed online endpoints in the recipe's Azure ML workspace."""
+
+    name = "azure"
+
+    def __init__(self, ml_client: Any = None):
+        self._ml_client = ml_client  # tests inject an MLClient pointed at an HTTP fake
+        self._storage: DatastoreStorage | None = None
+
+    # --- plan ------------------------------------------------------------------------
+
+    def plan_endpoint(self, recipe: Recipe, artifact: Artifact) -> EndpointPlan:
+        ws = _workspace(recipe)
+        prepared = serving.prepare(recipe, artifact, self.name, ws.region, AZURE_TAG_RULES)
+        spec, tags, endpoint = prepared.serving, prepared.tags.tags, prepared.endpoint
+        version, deployment = prepared.version, deployment_name(prepared.version)
+        what = f"recipe {recipe.name}, run {artifact.run_id}"
+
+        text = dockerfile(spec.image)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        context = ws.uri(f"{CONTEXT_DIR}/{digest[:16]}/")
+        upload = Request(
+            api="storage:upload",
+            body={
+                "uri": context + "Dockerfile",
+                "sha256": digest,
+                "bytes": len(text.encode()),
+                **blob_metadata(tags)[0],
+                "text": text,
+            },
+        )
+        env_name = f"{endpoint}-vllm"
+        environment = Request(
+            api="azureml:CreateOrUpdateEnvironmentVersion",
+            body={
+                "url": f"{ws.arm}/environments/{env_name}/versions/{version}"
+                f"?api-version={API_VERSIONS['environments']}",
+                "environment": sdk.environment_body(
+                    env_name, version, context, ROUTES, tags, f"vLLM server for {endpoint}"
+                ),
+            },
+        )
+        model = Request(
+            api="azureml:CreateOrUpdateModelVersion",
+            body={
+                "url": f"{ws.arm}/models/{endpoint}/versions/{version}"
+                f"?api-version={API_VERSIONS['models']}",
+                "model": sdk.model_body(endpoint, version, artifact.uri, tags, what),
+            },
+        )
+        endpoint_url = (
+            f"{ws.arm}/onlineEndpoints/{endpoint}?api-version={API_VERSIONS['onlineEndpoints']}"
+        )
+        create_endpoint = Request(
+            api="azureml:CreateOrUpdateOnlineEndpoint",
+            body={
+                "url": endpoint_url,
+                "endpoint": sdk.online_endpoint_body(endpoint, ws.region, {}, tags, what),
+            },
+        )
+        block = prepared.block
+        env = {
+            "VLLM_ARGS": shlex.join(vllm_args(spec)),
+            "RECIPE_ARTIFACT_MARKER": marker(spec),
+        }
+        create_deployment = Request(
+            api="azureml:CreateOrUpdateOnlineDeployment",
+            body={
+                "url": f"{ws.arm}/onlineEndpoints/{endpoint}/deployments/{deployment}"
+                f"?api-version={API_VERSIONS['deployments']}",
+                "deployment": sdk.online_deployment_body(
+                    ws.region,
+                    name=deployment,
+                    endpoint_name=endpoint,
+                    description=what,
+                    model=f"{ws.arm}/models/{endpoint}/versions/{version}",
+                    environment=f"{ws.arm}/environments/{env_name}/versions/{version}",
+                    instance_type=prepared.offer.instance_type,
+                    instance_count=block.min_replicas,
+                    environment_variables=env,
+                    request_settings=REQUEST_SETTINGS,
+                    liveness_probe=LIVENESS,
+                    readiness_probe=READINESS,
+                    tags=tags,
+                    properties={MAX_REPLICAS: str(block.max_replicas)},
+                ),
+            },
+        )
+        traffic = Request(
+            api="azureml:UpdateOnlineEndpointTraffic",
+            body={
+                "url": endpoint_url,
+                "endpoint": sdk.online_endpoint_body(
+                    endpoint, ws.region, {deployment: 100}, tags, what
+                ),
+            },
+        )
+        notes = [
+            f"deployment '{deployment}' of endpoint '{endpoint}' (Azure deployment names are "
+            "3-32 characters: 'v' + the plan's version); it takes all traffic once ready, and a "
+            "previous deployment stays at 0% (billed) until deleted",
+            "the environment is built by Azure ML from the uploaded Dockerfile (FROM "
+            f"{spec.image}); build.contextUri is the datastore container's blob URL of "
+            f"{context}, resolved at deploy",
+            f"instances: {block.min_replicas} (instance_count)",
+        ]
+        if block.max_replicas > block.min_replicas:
+            notes.append(
+                f"autoscale to {block.max_replicas} instances is an Azure Monitor autoscale "
+                "setting on the deployment (Microsoft.Insights/autoscaleSettings, a separate "
+                "resource azure-ai-ml does not manage): not created here; e.g. `az monitor "
+                f"autoscale create --resource <deployment id> --min-count {block.min_replicas} "
+                f"--max-count {block.max_replicas} --count {block.min_replicas}` "
+                "(learn.microsoft.com, 'Autoscale online endpoints')"
+            )
+        if spec.adapters and "/" in spec.base_model:
+            notes.append(
+                f"the base model {spec.base_model} is downloaded from the Hugging Face hub at "
+                "start; a gated model needs HF_TOKEN, which this plan does not set"
+            )
+        plan = prepared.plan(
+            [upload, environment, model, create_endpoint, create_deployment, traffic], notes
+        )
+        return dataclasses.replace(plan, deployment=deployment)
+
+    # --- deploy ----------------------------------------------------------------------
+
+    def deploy(self, plan: EndpointPlan) -> Deployed:
+        ref = self._ref(plan)
+        api = _Api(self.client(ref.ids), self.datastores(ref.ids), plan)
+        return serving.deploy(plan, api, ref)
+
+    def _ref(self, plan: EndpointPlan) -> EndpointRef:
+        scope = _scope_of(plan)
+        return EndpointRef(
+            self.name,
+            plan.endpoint,
+            plan.deployment,
+            {**scope, "model": plan.endpoint, "environment": f"{plan.endpoint}-vllm"},
+        )
+
+    # --- status / invoke / delete ----------------------------------------------------
+
+    def endpoint_status(self, ref: EndpointRef) -> EndpointStatus:
+        client = self.client(ref.ids)
+        endpoint = sdk.get_endpoint(client, ref.endpoint)
+        if endpoint is None:
+            return EndpointStatus(ref.endpoint, self.name, EndpointState.ABSENT)
+        shown = _text(endpoint.provisioning_state)
+        state = _STATES.get(shown.lower(), EndpointState.UPDATING)
+        message = f"endpoint {shown}"
+        replicas = None
+        deployment = sdk.get_deployment(client, ref.endpoint, ref.deployment)
+        if deployment is None:
+            message += f"; deployment {ref.deployment} not found"
+            state = EndpointState.FAILED if state == EndpointState.READY else state
+        else:
+            replicas = deployment.instance_count
+            shown = _text(deployment.provisioning_state)
+            message += f"; deployment {ref.deployment} {shown}"
+            if state == EndpointState.READY:
+                state = _STATES.get(shown.lower(), EndpointState.UPDATING)
+        # the SDK lists every deployment in traffic, those without any at 0
+        traffic = {k: int(v) for k, v in (endpoint.traffic or {}).items() if int(v)}
+        return EndpointStatus(
+            endpoint=ref.endpoint,
+            provider=self.name,
+            state=state,
+            message=message,
+            url=endpoint.scoring_uri or "",
+            deployment=ref.deployment,
+            replicas=replicas,
+            traffic=traffic,
+        )
+
+    def invoke(self, ref: EndpointRef, body: dict[str, Any]) -> dict[str, Any]:
+        """POST the chat body to the scoring URI (which Azure routes to vLLM's
+        /v1/chat/completions) with the endpoint key, fetched now and never kept, and
+        azureml-model-deployment naming this deployment (what online_endpoints.invoke does)."""
+        client = self.client(ref.ids)
+        endpoint = sdk.get_endpoint(client, ref.endpoint)
+        if endpoint is None or not endpoint.scoring_uri:
+            raise ProviderError(f"Azure ML endpoint {ref.endpoint} not found", ErrorKind.NOT_FOUND)
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {sdk.endpoint_key(client, ref.endpoint)}",
+            "azureml-model-deployment": ref.deployment,
+        }
+        return sdk.post_json(
+            client, endpoint.scoring_uri, body, headers, f"invoke endpoint {ref.endpoint}"
+        )
+
+    def delete_endpoint(self, ref: EndpointRef) -> None:
+        """The endpoint (its deployments go with it), then the model and environment
+        versions registered under its names."""
+        client = self.client(ref.ids)
+        sdk.delete_endpoint(client, ref.endpoint)
+        model = ref.ids.get("model", ref.endpoint)
+        for version in sdk.model_versions(client, model):
+            sdk.delete_model(client, model, version)
+        environment = ref.ids.get("environment", f"{ref.endpoint}-vllm")
+        for version in sdk.environment_versions(client, environment):
+            sdk.delete_environment(client, environment, version)
+
+    # --- clients ---------------------------------------------------------------------
+
+    def client(self, scope: dict[str, str]) -> Any:
+        if self._ml_client is None:
+            self._ml_client = sdk.ml_client(
+                scope["subscription"], scope["resource_group"], scope["workspace"]
+            )
+        return self._ml_client
+
+    def datastores(self, scope: dict[str, str]) -> DatastoreStorage:
+        if self._storage is None:
+            self._storage = DatastoreStorage(self.client(scope))
+        return self._storage
+
+
+def _text(state: Any) -> str:
+    """A provisioning state as Azure spells it ("Succeeded"; the SDK may hand an enum)."""
+    return str(getattr(state, "value", state) or "")
+
+
+def _scope_of(plan: EndpointPlan) -> dict[str, str]:
+    """The workspace, read back from the ARM path of the plan's endpoint request."""
+    url = next(r.body["url"] for r in plan.requests if r.api.startswith("azureml:"))
+    parts = url.split("/")
+    return {
+        "subscription": parts[parts.index("subscriptions") + 1],
+        "resource_group": parts[parts.index("resourceGroups") + 1],
+        "workspace": parts[parts.index("workspaces") + 1],
+    }
+
+
+class _Api:
+    """serving.EndpointApi over azure-ai-ml: each request's resource, found or made."""
+
+    def __init__(self, client: Any, storage: DatastoreStorage, plan: EndpointPlan):
+        self.client, self.storage, self.plan = client, storage, plan
+
+    def apply(self, request: Request) -> serving.Outcome:
+        body, client = request.body, self.client
+        if request.api == "storage:upload":
+            if self.storage.exists(body["uri"], body["sha256"]):
+                return "existing"
+            self.storage.put(body, body["text"].encode())
+            return "created"
+        name, version = _name_version(body)
+        if request.api == "azureml:CreateOrUpdateEnvironmentVersion":
+            if sdk.get_environment(client, name, version) is not None:
+                return "existing"
+            env = json.loads(json.dumps(body["environment"]))
+            build = env["properties"]["build"]
+            build["contextUri"] = self.blob_url(build["contextUri"])
+            sdk.create_environment(client, _arm(body), name, version, env)
+            return "created"
+        if request.api == "azureml:CreateOrUpdateModelVersion":
+            if sdk.get_model(client, name, version) is not None:
+                return "existing"
+            sdk.create_model(client, _arm(body), name, version, body["model"])
+            return "created"
+        if request.api == "azureml:CreateOrUpdateOnlineEndpoint":
+            self._same_location(body)
+            if sdk.get_endpoint(client, self.plan.endpoint) is not None:
+                return "existing"
+            sdk.put_endpoint(client, _path(body), body["endpoint"])
+            return "created"
+        if request.api == "azureml:CreateOrUpdateOnlineDeployment":
+            if sdk.get_deployment(client, self.plan.endpoint, name) is not None:
+                return "existing"
+            sdk.put_deployment(client, _path(body), body["deployment"])
+            return "created"
+        if request.api == "azureml:UpdateOnlineEndpointTraffic":
+            current = sdk.get_endpoint(client, self.plan.endpoint)
+            wanted = body["endpoint"]["properties"]["traffic"]
+            have = {k: int(v) for k, v in ((current.traffic if current else None) or {}).items()}
+            if have == {k: int(v) for k, v in wanted.items()}:
+                return "existing"
+            sdk.put_endpoint(client, _path(body), body["endpoint"])
+            return "updated"
+        raise ProviderError(f"no Azure call for {request.api}")
+
+    def remove(self, request: Request) -> None:
+        body, client = request.body, self.client
+        if request.api == "storage:upload":
+            self.storage.delete(body["uri"])
+            return
+        name, version = _name_version(body)
+        if request.api == "azureml:CreateOrUpdateEnvironmentVersion":
+            sdk.delete_environment(client, name, version)
+        elif request.api == "azureml:CreateOrUpdateModelVersion":
+            sdk.delete_model(client, name, version)
+        elif request.api == "azureml:CreateOrUpdateOnlineEndpoint":
+            sdk.delete_endpoint(client, self.plan.endpoint)
+        elif request.api == "azureml:CreateOrUpdateOnlineDeployment":
+            sdk.delete_deployment(client, self.plan.endpoint, name)
+
+    def describe(self, request: Request) -> str:
+        if request.api == "storage:upload":
+            return f"{request.api} {request.body['uri']}"
+        name, version = _name_version(request.body)
+        return f"{request.api} {name}" + (f":{version}" if version else "")
+
+    def blob_url(self, uri: str) -> str:
+        """azureml://datastores/D/paths/P/ -> the blob URL Azure ML builds from."""
+        datastore, path = split_uri(uri)
+        # The container client's url carries its SAS token: only scheme, host and path.
+        url = self.storage.container(datastore).url.split("?", 1)[0]
+        return f"{url.rstrip('/')}/{path}"
+
+    def _same_location(self, body: dict[str, Any]) -> None:
+        planned = body["endpoint"]["location"]
+        actual = sdk.workspace_location(self.client)
+        if actual.replace(" ", "").lower() != planned.lower():
+            raise ProviderError(
+                f"the workspace is in {actual}, the plan in {planned}: set compute.azure.region "
+                f"to {actual} and plan again",
+                ErrorKind.CONFLICT,
+            )
+
+
+def _path(body: dict[str, Any]) -> str:
+    """The resource's ARM id: the planned URL without its query."""
+    return str(body["url"].split("?")[0])
+
+
+def _arm(body: dict[str, Any]) -> str:
+    return body["url"].split("?")[0].split("/models/")[0].split("/environments/")[0]
+
+
+def _name_version(body: dict[str, Any]) -> tuple[str, str]:
+    """(name, version) of a versioned asset, or (deployment or endpoint name, "")."""
+    parts = body["url"].split("?")[0].split("/")
+    if "versions" in parts:
+        at = parts.index("versions")
+        return parts[at - 1], parts[at + 1]
+    return parts[-1], ""
+
+
+# --- parity: what the bodies say, in neutral terms -------------------------------------------
+
+
+def parity_view(plan: EndpointPlan) -> dict[str, Any]:
+    """Read back from the plan's request bodies (not from plan.serving)."""
+    bodies = {r.api: r.body for r in plan.requests}
+    deployment = bodies["azureml:CreateOrUpdateOnlineDeployment"]["deployment"]
+    props = deployment["properties"]
+    env = dict(props["environmentVariables"])
+    args = shlex.split(env["VLLM_ARGS"])
+    flags: dict[str, list[str]] = {}
+    for i, arg in enumerate(args):
+        if arg.startswith("--"):
+            value = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("--") else ""
+            flags.setdefault(arg, []).append(value)
+    root = f"{ARTIFACT}/"
+    adapters = dict(m.split("=", 1) for m in flags.get("--lora-modules", []))
+    adapters = {k: v.removeprefix(root) for k, v in adapters.items()}
+    base = flags["--model"][0].removeprefix(root)
+    served = flags.get("--served-model-name", [next(iter(adapters), base)])[0]
+    text = bodies["storage:upload"]["text"]
+    image = next(line.split()[1] for line in text.splitlines() if line.startswith("FROM "))
+    rank = flags.get("--max-lora-rank")
+    return {
+        "artifact": bodies["azureml:CreateOrUpdateModelVersion"]["model"]["properties"]["modelUri"],
+        "image": image,
+        "base_model": base,
+        "served_name": served,
+        "adapters": adapters,
+        "max_model_len": int(flags["--max-model-len"][0]),
+        "max_lora_rank": int(rank[0]) if rank else None,
+        "instance_type": props["instanceType"],
+        "min_replicas": deployment["sku"]["capacity"],
+        "max_replicas": int(props["properties"][MAX_REPLICAS]),
+        "tags": deployment["tags"],
+        "env": env,
+    }
