@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import EndpointPlan, RunRef, State
+from providers.base import RunRef, State
 from recipes.app import endpoints
 from recipes.app.ledger import Ledger
 from recipes.cost.catalog import load as load_catalog
@@ -185,7 +185,6 @@ def test_budget_guard_refuses_unless_overridden(write_recipe, small_data: Path) 
 def test_local_endpoint_deploy_invoke_again_delete(cli: CLI, deployable: str) -> None:
     from openai import OpenAI
 
-    plan = EndpointPlan  # noqa: F841 - the CLI prints it; the JSON is checked below
     shown = json.loads(cli("endpoint", "plan", deployable, "--format", "json").stdout)
     first = cli("endpoint", "deploy", deployable, "--format", "json", timeout=300)
     assert first.returncode == 0, first.stderr

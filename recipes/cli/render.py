@@ -38,10 +38,14 @@ def plan(the_plan: Plan) -> None:
     out.print(
         "  tags      " + ", ".join(f"{k}={v}" for k, v in the_plan.tags.items()), markup=False
     )
-    for note in the_plan.notes:
-        out.print("  [yellow]note[/yellow]      ", end="")
+    _notes_and_requests(the_plan.notes, data["requests"], width=10)
+
+
+def _notes_and_requests(notes: tuple[str, ...], requests: list[dict], width: int) -> None:
+    for note in notes:
+        out.print("  [yellow]note[/yellow]" + " " * (width - 4), end="")
         out.print(note, markup=False)
-    for request in data["requests"]:
+    for request in requests:
         out.print(f"\n[bold]{request['api']}[/bold]")
         out.print(json.dumps(request["body"], indent=2), markup=False)
 
@@ -283,9 +287,4 @@ def endpoint_plan(the_plan: EndpointPlan) -> None:
     out.print(
         "  tags       " + ", ".join(f"{k}={v}" for k, v in the_plan.tags.items()), markup=False
     )
-    for note in the_plan.notes:
-        out.print("  [yellow]note[/yellow]       ", end="")
-        out.print(note, markup=False)
-    for request in data["requests"]:
-        out.print(f"\n[bold]{request['api']}[/bold]")
-        out.print(json.dumps(request["body"], indent=2), markup=False)
+    _notes_and_requests(the_plan.notes, data["requests"], width=11)
