@@ -38,14 +38,24 @@ def artifact_of(run_id: str, recipe: Recipe) -> Artifact:
     entry = Ledger().get(run_id)
     backend = registry.for_run(entry.ref)
     status = backend.status(entry.ref)
+    if not status.state.terminal:
+        raise RecipeInputError(
+            Problem(
+                f"run {run_id} is still {status.state.value}"
+                + (f" ({status.message})" if status.message else "")
+                + "; only a run that succeeded, with its eval gates passed, can be deployed",
+                field="RUN_ID",
+                hint="deploy it once `recipe status RUN_ID` says succeeded",
+            )
+        )
     if status.state != State.SUCCEEDED:
         why = f": {status.message}" if status.message else ""
         raise RecipeInputError(
             Problem(
-                f"run {run_id} is {status.state.value}{why}; only a run that succeeded, with "
+                f"run {run_id} {status.state.value}{why}; only a run that succeeded, with "
                 "its eval gates passed, can be deployed",
                 field="RUN_ID",
-                hint="`recipe status RUN_ID` shows why; fix it and run again",
+                hint="`recipe status RUN_ID` and `recipe logs RUN_ID` show why",
             )
         )
     if "run_dir" in entry.ref.ids:
