@@ -206,3 +206,44 @@ def test_local_endpoint_deploy_invoke_again_delete(cli: CLI, deployable: str) ->
         deleted = cli("endpoint", "delete", "tiny-triage")
     assert deleted.returncode == 0, deleted.stderr
     assert cli("endpoint", "status", "tiny-triage").returncode == 2  # forgotten
+
+
+# --- deploy.merge: what the training job writes for the endpoint -----------------------------
+
+
+def test_merge_writes_a_model_that_answers_like_base_plus_adapter(
+    tmp_path: Path, write_recipe, small_data: Path, adapter_dir: Path
+) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from training_scripts import modeling
+    from training_scripts.train import save_merged
+
+    recipe_file = write_recipe(tiny_recipe(small_data, deploy={**DEPLOY, "merge": True}))
+    recipe = load_recipe(recipe_file).resolved().model_dump(mode="json")
+    recipe["model"]["dtype"] = "float32"  # compare exactly on the CPU
+    base = modeling.resolve_base("builtin:tiny-chat")
+    tokenizer = modeling.load_tokenizer(base, None, False)
+    # A non-zero adapter: a fresh LoRA's B matrices are zero, which would prove nothing.
+    fp32 = {"dtype": torch.float32}  # the builtin's config says bfloat16
+    with_adapter = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base, **fp32), adapter_dir
+    )
+    torch.manual_seed(0)
+    for name, param in with_adapter.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.05)
+    nonzero = tmp_path / "adapter"
+    with_adapter.save_pretrained(nonzero)
+
+    save_merged(recipe, nonzero, tokenizer, tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", **fp32)
+    ids = torch.tensor([tokenizer.encode("My card was stolen")])
+    with torch.no_grad():
+        expected = with_adapter(ids).logits
+        got = merged(ids).logits
+        plain = AutoModelForCausalLM.from_pretrained(base, **fp32)(ids).logits
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert not torch.allclose(got, plain, atol=1e-3)  # the adapter is in the weights
