@@ -20,28 +20,67 @@ from providers.base import EndpointRef, RunRef, State
 from recipes.errors import Problem, RecipeInputError, did_you_mean
 from recipes.home import runs_dir
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id      TEXT PRIMARY KEY,
-    provider    TEXT NOT NULL,
-    recipe_name TEXT NOT NULL,
-    recipe_path TEXT NOT NULL,
-    ids         TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS endpoints (
-    provider    TEXT NOT NULL,
-    endpoint    TEXT NOT NULL,
-    deployment  TEXT NOT NULL,
-    run_id      TEXT NOT NULL,
-    ids         TEXT NOT NULL,
-    plan        TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    PRIMARY KEY (provider, endpoint)
+# The schema, as numbered steps: a ledger records the last step applied in SQLite's
+# user_version, and opening it applies the steps it lacks, in order, in one transaction.
+# A ledger written by an earlier version (version 0: only `runs`, made before versions
+# were recorded) keeps working after an upgrade. Add a step; never edit one that shipped.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: runs launched from here (the first schema; IF NOT EXISTS for version-0 ledgers)
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        run_id      TEXT PRIMARY KEY,
+        provider    TEXT NOT NULL,
+        recipe_name TEXT NOT NULL,
+        recipe_path TEXT NOT NULL,
+        ids         TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    )
+    """,
+    # 2: endpoints deployed from here: (provider, name) -> the current deployment
+    """
+    CREATE TABLE IF NOT EXISTS endpoints (
+        provider    TEXT NOT NULL,
+        endpoint    TEXT NOT NULL,
+        deployment  TEXT NOT NULL,
+        run_id      TEXT NOT NULL,
+        ids         TEXT NOT NULL,
+        plan        TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (provider, endpoint)
+    )
+    """,
 )
-"""
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a ledger to SCHEMA_VERSION; refuse one written by a newer version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RecipeInputError(
+            Problem(
+                f"the ledger was written by a newer version of recipe (schema {version}, "
+                f"this one knows {SCHEMA_VERSION})",
+                file="RECIPE_HOME",
+                hint="upgrade recipe-ft, or point RECIPE_HOME elsewhere",
+            )
+        )
+    if version == SCHEMA_VERSION:
+        return
+    # One write transaction, taken before reading the version again: two commands opening
+    # an old ledger at once migrate it once, and a ledger is never left half-migrated.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for step in MIGRATIONS[version:]:
+            conn.execute(step)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 @dataclass(frozen=True)
@@ -71,7 +110,7 @@ class Ledger:
             ) from None
         conn = sqlite3.connect(self.path, timeout=30)
         try:
-            conn.executescript(_SCHEMA)
+            migrate(conn)
             yield conn
             conn.commit()
         finally:
