@@ -1,15 +1,19 @@
 """SageMaker real-time endpoints through real boto3 clients against moto, with what moto lacks
 (UpdateEndpoint, refusing duplicate names, InvokeEndpoint answered as vLLM would) filled in at
-botocore's HTTP layer (tests/fakes/aws.py: SageMakerHosting, SageMakerRuntime)."""
+botocore's HTTP layer (tests/fakes/aws.py: SageMakerHosting, SageMakerRuntime), and their
+autoscaling through moto's Application Auto Scaling (ApplicationAutoScaling records it)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import botocore.model
+import botocore.session
 import pytest
 from botocore.config import Config
 from moto import mock_aws
@@ -18,6 +22,9 @@ from providers import registry, serving
 from providers.aws.endpoint import (
     INFERENCE_AMI,
     MODEL_DIR,
+    SCALE_IN_COOLDOWN_S,
+    SCALE_OUT_COOLDOWN_S,
+    TARGET_INVOCATIONS_PER_INSTANCE,
     SageMakerEndpoints,
     parity_view,
 )
@@ -56,6 +63,22 @@ ARTIFACT = Artifact(
 SECRETS = ("testing", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "HF_TOKEN", "hf_")
 
 
+def _autoscaling_model() -> Any:
+    """botocore's application-autoscaling model, its Java surrogate-pair range (any code point
+    above U+FFFF, in ResourceIdMaxLen1600 and XmlString) written as Python's regex reads it."""
+    data = copy.deepcopy(botocore.session.get_session().get_service_data("application-autoscaling"))
+    for shape in data["shapes"].values():
+        if "pattern" in shape:
+            shape["pattern"] = shape["pattern"].replace(
+                "\\uD800\\uDC00-\\uDBFF\\uDFFF", "\\U00010000-\\U0010FFFF"
+            )
+    return botocore.model.ServiceModel(data, "application-autoscaling")
+
+
+AUTOSCALING = _autoscaling_model()
+MODELS = {"sagemaker": SAGEMAKER, "application-autoscaling": AUTOSCALING}
+
+
 def recipe(*extra: str) -> Recipe:
     return load_recipe(RECIPE, [*OVERRIDES, *extra]).resolved()
 
@@ -65,7 +88,14 @@ def plan(*extra: str, artifact: Artifact = ARTIFACT) -> EndpointPlan:
 
 
 def body(p: EndpointPlan, api: str) -> dict[str, Any]:
-    return next(r.body for r in p.requests if r.api == f"sagemaker:{api}")
+    """The body of `api`: "CreateModel" (sagemaker) or "service:Operation"."""
+    name = api if ":" in api else f"sagemaker:{api}"
+    return next(r.body for r in p.requests if r.api == name)
+
+
+def rid(deployment: str) -> str:
+    """The deployment's variant as Application Auto Scaling names it."""
+    return f"endpoint/support-triage/variant/{deployment}"
 
 
 # --- plan ------------------------------------------------------------------------------------
@@ -95,15 +125,18 @@ def test_every_body_fits_botocores_service_model(case: str) -> None:
         "sagemaker:CreateModel",
         "sagemaker:CreateEndpointConfig",
         "sagemaker:CreateEndpoint",
+        "application-autoscaling:RegisterScalableTarget",
+        "application-autoscaling:PutScalingPolicy",
     ]
     for request in p.requests:
-        shape = SAGEMAKER.operation_model(request.api.split(":")[1]).input_shape
+        service, operation = request.api.split(":")
+        shape = MODELS[service].operation_model(operation).input_shape
         assert violations(request.body, shape) == [], request.api
 
 
 def test_the_bodies_say_what_the_recipe_and_run_ask() -> None:
     p = plan()
-    model, config, endpoint = (r.body for r in p.requests)
+    model, config, endpoint, *_ = (r.body for r in p.requests)
     assert model["ModelName"] == config["EndpointConfigName"] == p.deployment
     assert p.deployment.startswith("support-triage-") and len(p.deployment) <= 63
     assert endpoint == {
@@ -122,14 +155,50 @@ def test_the_bodies_say_what_the_recipe_and_run_ask() -> None:
     assert variant["InstanceType"] == p.compute["instance_type"] == "ml.g6.xlarge"
     assert variant["InferenceAmiVersion"] == INFERENCE_AMI
     assert variant["InitialInstanceCount"] == 1
-    assert variant["ManagedInstanceScaling"] == {
-        "Status": "ENABLED",
-        "MinInstanceCount": 1,
-        "MaxInstanceCount": 2,
-    }
+    # The inference-components feature, refused on a model variant: not sent.
+    assert "ManagedInstanceScaling" not in variant
     tags = {t["Key"]: t["Value"] for t in model["Tags"]}
     assert tags == p.tags and tags["run_id"] == RUN and tags["endpoint"] == "support-triage"
     assert config["Tags"] == model["Tags"]
+
+
+def test_max_replicas_is_application_auto_scaling_of_the_variant() -> None:
+    p = plan()
+    variant = body(p, "CreateEndpointConfig")["ProductionVariants"][0]["VariantName"]
+    target_id = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": f"endpoint/support-triage/variant/{variant}",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+    }
+    assert body(p, "application-autoscaling:RegisterScalableTarget") == {
+        **target_id,
+        "MinCapacity": 1,
+        "MaxCapacity": 2,
+        "Tags": p.tags,
+    }
+    assert body(p, "application-autoscaling:PutScalingPolicy") == {
+        "PolicyName": f"{p.deployment}-invocations",
+        **target_id,
+        "PolicyType": "TargetTrackingScaling",
+        "TargetTrackingScalingPolicyConfiguration": {
+            "TargetValue": TARGET_INVOCATIONS_PER_INSTANCE,
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            },
+            "ScaleInCooldown": SCALE_IN_COOLDOWN_S,
+            "ScaleOutCooldown": SCALE_OUT_COOLDOWN_S,
+        },
+    }
+    assert "1-2 instances" in " ".join(p.notes)
+
+
+def test_a_fixed_fleet_registers_nothing_to_scale() -> None:
+    p = plan("deploy.max_replicas=1")
+    assert [r.api.split(":")[0] for r in p.requests] == ["sagemaker"] * 3
+    view = parity_view(p)
+    assert (view["min_replicas"], view["max_replicas"]) == (1, 1)
+    wider = parity_view(plan("deploy.min_replicas=3", "deploy.max_replicas=5"))
+    assert (wider["min_replicas"], wider["max_replicas"]) == (3, 5)
 
 
 def test_vllm_arguments_for_an_adapter() -> None:
@@ -246,6 +315,7 @@ class Cloud:
     sm: Any
     control: aws.SageMakerHosting
     runtime: aws.SageMakerRuntime
+    scaling: aws.ApplicationAutoScaling
 
     def exists(self, kind: str, name: str) -> bool:
         param = {"model": "ModelName", "endpoint_config": "EndpointConfigName"}.get(
@@ -266,16 +336,27 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
     with mock_aws():
         sm = boto3.client("sagemaker", region_name=aws.REGION, config=config)
         runtime = boto3.client("sagemaker-runtime", region_name=aws.REGION, config=config)
+        aas = boto3.client("application-autoscaling", region_name=aws.REGION, config=config)
         backend = SageMakerEndpoints(
-            clients={f"sagemaker:{aws.REGION}": sm, f"sagemaker-runtime:{aws.REGION}": runtime}
+            clients={
+                f"sagemaker:{aws.REGION}": sm,
+                f"sagemaker-runtime:{aws.REGION}": runtime,
+                f"application-autoscaling:{aws.REGION}": aas,
+            }
         )
-        yield Cloud(backend, sm, aws.SageMakerHosting(sm), aws.SageMakerRuntime(runtime))
+        yield Cloud(
+            backend,
+            sm,
+            aws.SageMakerHosting(sm),
+            aws.SageMakerRuntime(runtime),
+            aws.ApplicationAutoScaling(aas),
+        )
 
 
 def creates(cloud: Cloud) -> dict[str, int]:
-    return {
-        op: cloud.control.calls(op)
-        for op in ("CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint")
+    ops = ("CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint")
+    return {op: cloud.control.calls(op) for op in ops} | {
+        op: cloud.scaling.calls(op) for op in aws.ApplicationAutoScaling.OPERATIONS
     }
 
 
@@ -287,9 +368,15 @@ def test_deploy_sends_exactly_the_plans_bodies(cloud: Cloud) -> None:
         f"sagemaker:CreateModel {p.deployment}",
         f"sagemaker:CreateEndpointConfig {p.deployment}",
         "sagemaker:CreateEndpoint support-triage",
+        f"application-autoscaling:RegisterScalableTarget {rid(p.deployment)}",
+        f"application-autoscaling:PutScalingPolicy {p.deployment}-invocations",
     )
     for request in p.requests:
-        assert cloud.control.created(request.api.split(":")[1]) == [request.body]
+        service, operation = request.api.split(":")
+        fake = cloud.control if service == "sagemaker" else cloud.scaling
+        assert fake.created(operation) == [request.body]
+    assert cloud.scaling.targets() == {rid(p.deployment): (1, 2)}
+    assert cloud.scaling.policies() == {f"{p.deployment}-invocations": rid(p.deployment)}
     assert deployed.ref.ids["region"] == aws.REGION and deployed.ref.deployment == p.deployment
     status = cloud.backend.endpoint_status(deployed.ref)
     assert status.state == EndpointState.READY and status.deployment == p.deployment
@@ -303,7 +390,27 @@ def test_a_second_deploy_creates_nothing(cloud: Cloud) -> None:
     before = creates(cloud)
     again = cloud.backend.deploy(plan())
     assert again.existing and again.created == ()
-    assert creates(cloud) == before
+    assert creates(cloud) == before  # no Create*, no RegisterScalableTarget, no PutScalingPolicy
+
+
+def test_a_changed_range_updates_the_target_in_place(cloud: Cloud) -> None:
+    cloud.backend.deploy(plan())
+    wider = plan("deploy.max_replicas=4")
+    assert wider.deployment != plan().deployment  # the range is part of the version
+    cloud.backend.deploy(wider)
+    assert cloud.scaling.targets() == {rid(wider.deployment): (1, 4)}
+    # A target that exists with other limits is registered again, without Tags.
+    cloud.scaling.client.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=rid(wider.deployment),
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        MinCapacity=1,
+        MaxCapacity=9,
+    )
+    again = cloud.backend.deploy(wider)
+    assert not again.existing and again.created == ()
+    assert cloud.scaling.targets() == {rid(wider.deployment): (1, 4)}
+    assert "Tags" not in cloud.scaling.bodies("RegisterScalableTarget")[-1]
 
 
 def test_a_new_version_updates_the_endpoint(cloud: Cloud) -> None:
@@ -316,6 +423,8 @@ def test_a_new_version_updates_the_endpoint(cloud: Cloud) -> None:
     assert deployed.created == (
         f"sagemaker:CreateModel {newer.deployment}",
         f"sagemaker:CreateEndpointConfig {newer.deployment}",
+        f"application-autoscaling:RegisterScalableTarget {rid(newer.deployment)}",
+        f"application-autoscaling:PutScalingPolicy {newer.deployment}-invocations",
     )
     assert cloud.control.created("UpdateEndpoint") == [
         {"EndpointName": "support-triage", "EndpointConfigName": newer.deployment}
@@ -324,9 +433,47 @@ def test_a_new_version_updates_the_endpoint(cloud: Cloud) -> None:
     status = cloud.backend.endpoint_status(deployed.ref)
     assert status.deployment == newer.deployment and status.traffic == {newer.deployment: 100}
     assert cloud.exists("model", first.deployment)  # the old fleet's model stays until delete
+    # The old variant left autoscaling before the update (SageMaker refuses to remove a
+    # registered variant); the new one is registered with its own policy.
+    assert [b["ResourceId"] for b in cloud.scaling.created("DeregisterScalableTarget")] == [
+        rid(first.deployment)
+    ]
+    assert cloud.scaling.targets() == {rid(newer.deployment): (1, 2)}
+    assert cloud.scaling.policies() == {f"{newer.deployment}-invocations": rid(newer.deployment)}
 
 
-def test_an_update_in_flight_shows_and_a_second_one_is_refused(cloud: Cloud) -> None:
+def test_scaling_waits_for_the_endpoint_to_be_in_service(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import providers.aws.endpoint as module
+
+    p = plan()
+    cloud.backend.deploy(p)
+    cloud.control.set_status("support-triage", "Creating")
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the endpoint comes into service after two polls
+        polls.append(seconds)
+        if len(polls) == 2:
+            cloud.control.set_status("support-triage", "InService")
+
+    monkeypatch.setattr(module.time, "sleep", sleep)
+    api = module._Hosting(cloud.sm, module._Scaling(lambda: None))
+    api.wait_in_service("support-triage")
+    assert polls == [module.IN_SERVICE_POLL_S] * 2
+    cloud.control.set_status("support-triage", "Failed", "CUDA driver too old for the image")
+    with pytest.raises(ProviderError, match="did not come into service: CUDA driver") as err:
+        api.wait_in_service("support-triage")
+    assert err.value.kind == ErrorKind.API
+
+
+def test_an_update_in_flight_shows_and_a_second_one_is_refused(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import providers.aws.endpoint as module
+
+    # The fake leaves updates Updating for good; the wait before scaling is tested above.
+    monkeypatch.setattr(module._Hosting, "wait_in_service", lambda self, endpoint: None)
     cloud.control.settle = False
     cloud.backend.deploy(plan())
     newer = plan(artifact=dataclasses.replace(ARTIFACT, uri=f"{OUTPUT}/other.tar.gz"))
@@ -339,6 +486,9 @@ def test_an_update_in_flight_shows_and_a_second_one_is_refused(cloud: Cloud) -> 
     assert "removed what this deploy had created" in str(err.value)
     assert not cloud.exists("model", third.deployment)
     assert not cloud.exists("endpoint_config", third.deployment)
+    # The running update's variant was deregistered for the refused one, and came back.
+    assert cloud.scaling.targets() == {rid(newer.deployment): (1, 2)}
+    assert cloud.scaling.policies() == {f"{newer.deployment}-invocations": rid(newer.deployment)}
 
 
 @pytest.mark.parametrize(
@@ -346,13 +496,18 @@ def test_an_update_in_flight_shows_and_a_second_one_is_refused(cloud: Cloud) -> 
     [
         ("CreateEndpoint", "ResourceLimitExceeded", ErrorKind.QUOTA),
         ("CreateEndpointConfig", "ValidationException", ErrorKind.API),
+        ("RegisterScalableTarget", "ConcurrentUpdateException", ErrorKind.CONFLICT),
+        ("PutScalingPolicy", "LimitExceededException", ErrorKind.QUOTA),
+        ("PutScalingPolicy", "ObjectNotFoundException", ErrorKind.NOT_FOUND),
     ],
 )
 def test_a_failure_half_way_rolls_back(
     cloud: Cloud, operation: str, code: str, kind: ErrorKind
 ) -> None:
     p = plan()
-    cloud.control.error(operation, 400, code, "refused for the test")
+    fake = cloud.scaling if operation in aws.ApplicationAutoScaling.OPERATIONS else cloud.control
+    # Every attempt: botocore's standard mode retries LimitExceededException as throttling.
+    fake.error(operation, 400, code, "refused for the test", times=None)
     with pytest.raises(ProviderError) as err:
         cloud.backend.deploy(p)
     assert err.value.kind == kind and code in str(err.value)
@@ -361,6 +516,19 @@ def test_a_failure_half_way_rolls_back(
         assert not cloud.exists(kind_name, p.deployment)
     assert not cloud.exists("endpoint", "support-triage")
     assert cloud.control.calls("DeleteModel") == 1
+    assert cloud.scaling.targets() == {} and cloud.scaling.policies() == {}
+
+
+def test_a_model_variant_with_managed_instance_scaling_is_refused(cloud: Cloud) -> None:
+    """What SageMaker answers the body this backend no longer sends (the fake holds it)."""
+    p = plan()
+    config = body(p, "CreateEndpointConfig")
+    variant = {
+        **config["ProductionVariants"][0],
+        "ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 1},
+    }
+    with pytest.raises(cloud.sm.exceptions.ClientError, match="inference component endpoints"):
+        cloud.sm.create_endpoint_config(**{**config, "ProductionVariants": [variant]})
 
 
 def test_a_failed_rollback_says_what_to_delete_by_hand(cloud: Cloud) -> None:
@@ -442,10 +610,23 @@ def test_delete_removes_every_version_and_absent_is_fine(cloud: Cloud) -> None:
     # Someone else's resources with similar names stay.
     cloud.sm.create_model(ModelName="support-triage-other", ExecutionRoleArn=aws_role())
     cloud.sm.create_model(ModelName="support-triage-extra-1234abcd", ExecutionRoleArn=aws_role())
+    # A target left behind by an older deploy goes too; another endpoint's stays.
+    others = {
+        "ServiceNamespace": "sagemaker",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        "MinCapacity": 1,
+        "MaxCapacity": 2,
+    }
+    cloud.scaling.client.register_scalable_target(ResourceId=rid(first.deployment), **others)
+    cloud.scaling.client.register_scalable_target(
+        ResourceId="endpoint/support-triage-other/variant/v", **others
+    )
     cloud.backend.delete_endpoint(ref)
     assert not cloud.exists("endpoint", "support-triage")
     for name in (first.deployment, newer.deployment):
         assert not cloud.exists("model", name) and not cloud.exists("endpoint_config", name)
+    assert cloud.scaling.targets() == {"endpoint/support-triage-other/variant/v": (1, 2)}
+    assert cloud.scaling.policies() == {}
     assert cloud.exists("model", "support-triage-other")
     assert cloud.exists("model", "support-triage-extra-1234abcd")
     cloud.backend.delete_endpoint(ref)  # already gone: fine

@@ -1,8 +1,9 @@
 """Azure ML managed online endpoints: the plan's bodies are azure-ai-ml's own REST models,
 deploy PUTs exactly them through the real MLClient (tests/fakes/azure.py answers as ARM
 does, long-running operations included), a second deploy creates nothing, a new artifact
-moves the traffic, a failure half-way rolls back, invoke reaches the scoring URI with the
-key, and delete removes what deploy made. The container's entrypoint runs under bash."""
+moves the traffic and retires the previous deployment, a failure half-way rolls back (and
+leaves a serving version alone), invoke reaches the scoring URI with the key, and delete
+removes what deploy made. The container's entrypoint runs under bash."""
 
 from __future__ import annotations
 
@@ -77,7 +78,11 @@ def test_plan_order_names_and_settings() -> None:
         "azureml:CreateOrUpdateOnlineEndpoint",
         "azureml:CreateOrUpdateOnlineDeployment",
         "azureml:UpdateOnlineEndpointTraffic",
+        "azureml:DeleteOtherOnlineDeployments",
     ]
+    assert plan.requests[-1].body == {"endpoint": "support-triage", "keep": plan.deployment}
+    assert not any("at 0%" in n or "still billed" in n for n in plan.notes)
+    assert any("every other deployment of 'support-triage' is deleted" in n for n in plan.notes)
     version = plan.deployment[1:]
     assert plan.endpoint == "support-triage" and plan.deployment == f"v{version}"
     assert 3 <= len(plan.deployment) <= 32  # Azure's deployment name limit
@@ -287,6 +292,9 @@ def test_deploy_sends_exactly_the_plan(azure: FakeAzureMLEndpoints) -> None:
     assert create.json() == body(plan, "azureml:CreateOrUpdateOnlineEndpoint")["endpoint"]
     assert traffic.json() == body(plan, "azureml:UpdateOnlineEndpointTraffic")["endpoint"]
     assert create.headers["authorization"] == "Bearer fake-token"
+    # the retire step listed the deployments and found nothing else to delete
+    assert azure.seen("GET", r"/onlineEndpoints/support-triage/deployments$")
+    assert not azure.seen("DELETE", r"/deployments/")
 
 
 def test_a_second_deploy_creates_nothing(azure: FakeAzureMLEndpoints) -> None:
@@ -298,10 +306,16 @@ def test_a_second_deploy_creates_nothing(azure: FakeAzureMLEndpoints) -> None:
     assert again.existing and again.created == () and azure.creates() == before
 
 
-def test_a_new_artifact_moves_the_traffic(azure: FakeAzureMLEndpoints) -> None:
+def newer_plan() -> EndpointPlan:
+    return plan_for(Artifact(**{**ARTIFACT.__dict__, "run_id": "support-triage-a100-2b3c-1"}))
+
+
+def test_a_new_artifact_moves_the_traffic_and_retires_the_old(
+    azure: FakeAzureMLEndpoints,
+) -> None:
     provider = OnlineEndpoints(ml_client=endpoint_ml_client())
     first = provider.deploy(plan_for())
-    newer = plan_for(Artifact(**{**ARTIFACT.__dict__, "run_id": "support-triage-a100-2b3c-1"}))
+    newer = newer_plan()
     second = provider.deploy(newer)
     assert not second.existing
     assert [c.split()[0] for c in second.created] == [
@@ -311,10 +325,62 @@ def test_a_new_artifact_moves_the_traffic(azure: FakeAzureMLEndpoints) -> None:
     ]  # same Dockerfile, same endpoint: found
     status = provider.endpoint_status(second.ref)
     assert status.traffic == {newer.deployment: 100}
+    assert set(azure.deployments) == {f"support-triage/{newer.deployment}"}
+    (retired,) = azure.seen("DELETE", r"/deployments/")
+    assert retired.path.endswith(
+        f"/onlineEndpoints/support-triage/deployments/{first.ref.deployment}"
+    )
+    # deleted after the traffic left it: the endpoint's last PUT precedes the DELETE
+    order = [f"{s.method} {s.path}" for s in azure.server.seen if s.method in ("PUT", "DELETE")]
+    assert order.index(f"DELETE {retired.path}") > max(
+        i for i, o in enumerate(order) if o.startswith("PUT") and o.endswith("/support-triage")
+    )
+    # the retired version's model and environment stay registered
+    old = first.ref.deployment[1:]
+    assert f"support-triage/{old}" in azure.models
+    assert f"support-triage-vllm/{old}" in azure.environments
+
+    before = azure.creates()
+    again = provider.deploy(newer)  # B again: nothing to create, nothing to retire
+    assert again.existing and again.created == () and azure.creates() == before
+    assert len(azure.seen("DELETE", r"/deployments/")) == 1
+    assert set(azure.deployments) == {f"support-triage/{newer.deployment}"}
+
+
+def test_a_failed_new_version_leaves_the_serving_one_alone(azure: FakeAzureMLEndpoints) -> None:
+    provider = OnlineEndpoints(ml_client=endpoint_ml_client())
+    first = provider.deploy(plan_for())
+    serving_before = json.loads(json.dumps(azure.deployments))
+    azure.fail[r"PUT /onlineEndpoints/[^/]+/deployments/"] = [403]
+    with pytest.raises(ProviderError) as err:
+        provider.deploy(newer_plan())
+    assert err.value.kind == ErrorKind.AUTH
+    assert azure.deployments == serving_before  # A untouched, nothing of B left
+    assert not azure.seen("DELETE", r"/deployments/")
+    assert provider.endpoint_status(first.ref).traffic == {first.ref.deployment: 100}
+    assert provider.endpoint_status(first.ref).state == EndpointState.READY
+
+
+def test_a_failed_retirement_keeps_the_new_version(azure: FakeAzureMLEndpoints) -> None:
+    """The new version already holds all the traffic: a refused delete of the old one is
+    reported, never rolled back into deleting the version that serves."""
+    provider = OnlineEndpoints(ml_client=endpoint_ml_client())
+    first = provider.deploy(plan_for())
+    newer = newer_plan()
+    azure.fail[r"DELETE /onlineEndpoints/[^/]+/deployments/"] = [403]
+    with pytest.raises(ProviderError) as err:
+        provider.deploy(newer)
+    assert err.value.kind == ErrorKind.AUTH
+    assert f"deployment {newer.deployment} serves all the traffic" in str(err.value)
+    assert "removed what this deploy had created" not in str(err.value)
     assert set(azure.deployments) == {
         f"support-triage/{first.ref.deployment}",
         f"support-triage/{newer.deployment}",
     }
+    assert provider.endpoint_status(first.ref).traffic == {newer.deployment: 100}
+    again = provider.deploy(newer)  # the same plan again finishes the job
+    assert not again.existing and again.created == ()
+    assert set(azure.deployments) == {f"support-triage/{newer.deployment}"}
 
 
 def test_a_failure_half_way_rolls_back(azure: FakeAzureMLEndpoints) -> None:
@@ -368,6 +434,16 @@ def test_status_invoke_delete(azure: FakeAzureMLEndpoints) -> None:
     assert azure.models == {} and azure.environments == {}
     assert provider.endpoint_status(ref).state == EndpointState.ABSENT
     provider.delete_endpoint(ref)  # absent is fine
+
+
+def test_delete_after_a_new_version_removes_every_version(azure: FakeAzureMLEndpoints) -> None:
+    provider = OnlineEndpoints(ml_client=endpoint_ml_client())
+    provider.deploy(plan_for())
+    ref = provider.deploy(newer_plan()).ref
+    assert len(azure.models) == len(azure.environments) == 2  # A's stay registered
+    provider.delete_endpoint(ref)
+    assert azure.endpoints == {} and azure.deployments == {}
+    assert azure.models == {} and azure.environments == {}
 
 
 def test_invoke_of_an_absent_endpoint(azure: FakeAzureMLEndpoints) -> None:

@@ -69,7 +69,8 @@ def test_a_sagemaker_run_becomes_its_endpoint(account: Account) -> None:
     assert result.plan.artifact.uri == output and result.plan.artifact.lora_rank == 32
     (model,) = account.hosting.created("CreateModel")
     assert model["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"] == output
-    assert not result.deployed.existing and len(result.deployed.created) == 3
+    # model, config, endpoint, and the autoscaling target and policy (max_replicas 2 > 1)
+    assert not result.deployed.existing and len(result.deployed.created) == 5
 
     again = endpoints.deploy(run_id)
     assert again.deployed.existing and again.deployed.created == ()

@@ -1,7 +1,8 @@
 """Vertex AI endpoints (providers/gcp/endpoint.py) through the real aiplatform_v1 REST
 clients and an AuthorizedSession, against tests/fakes/gcp.py's FakeVertexServing: plan
 bodies that are aiplatform_v1 messages, deploys that send exactly them, idempotence, a
-new version, rollback, status, invoke, delete, errors, and the golden plan."""
+new version that retires the previous one, rollback, status, invoke, delete, errors, and
+the golden plan."""
 
 from __future__ import annotations
 
@@ -75,8 +76,8 @@ def test_every_body_is_its_aiplatform_v1_message() -> None:
     from google.protobuf import json_format
 
     plan = plan_for()
-    assert [r.api for r in plan.requests] == list(MESSAGES)
-    for request in plan.requests:
+    assert [r.api for r in plan.requests] == [*MESSAGES, vertex.RETIRE]
+    for request in plan.requests[:-1]:
         message = sdk.request_message(MESSAGES[request.api], request.body)
         assert json.loads(json_format.MessageToJson(message._pb)) == request.body
     wrong = json.loads(json.dumps(body(plan, "vertex:UploadModel")))
@@ -108,6 +109,10 @@ def test_the_plan_names_everything_deterministically(monkeypatch: pytest.MonkeyP
     assert deploy["deployedModel"]["model"].endswith(f"/models/{plan.deployment}")
     assert deploy["deployedModel"]["id"].isdigit() and len(deploy["deployedModel"]["id"]) <= 10
     assert deploy["trafficSplit"] == {"0": 100}
+    retire = body(plan, "vertex:UndeployOtherModels")
+    assert plan.requests[-1].api == "vertex:UndeployOtherModels"
+    assert retire == {"endpoint": deploy["endpoint"], "keep": deploy["deployedModel"]["id"]}
+    assert not any("at 0%" in n or "still billed" in n for n in plan.notes)
     resources = deploy["deployedModel"]["dedicatedResources"]
     assert resources["machineSpec"]["acceleratorType"] == "NVIDIA_L4"
     assert (resources["minReplicaCount"], resources["maxReplicaCount"]) == (1, 2)
@@ -195,6 +200,7 @@ def test_deploy_sends_exactly_the_plan() -> None:
             f"vertex:DeployModel {plan.deployment}",
         )
         assert fake.seen("GET", r"/operations/\d+$")  # each operation was waited for
+        assert fake.calls("undeploy") == []  # nothing else on the endpoint to retire
         assert (
             done.ref.ids["deployed_model_id"]
             == body(plan, "vertex:DeployModel")["deployedModel"]["id"]
@@ -210,7 +216,7 @@ def test_a_second_deploy_creates_nothing() -> None:
         assert fake.calls() == ["create_endpoint", "upload", "deploy"]  # no new writes
 
 
-def test_a_new_version_is_deployed_to_the_same_endpoint() -> None:
+def test_a_new_version_replaces_the_previous_one() -> None:
     with FakeVertexServing() as fake:
         provider = vertex_endpoints(fake)
         first = provider.deploy(plan_for())
@@ -228,16 +234,32 @@ def test_a_new_version_is_deployed_to_the_same_endpoint() -> None:
             "update_endpoint",  # the endpoint's labels now name the new run
             "upload",
             "deploy",
+            "undeploy",  # the previous version, once the new one holds all the traffic
         ]
+        assert fake.body("undeploy") == {
+            "deployedModelId": first.ref.ids["deployed_model_id"],
+            "trafficSplit": {done.ref.ids["deployed_model_id"]: 100},
+        }
         assert fake.seen("PATCH", r"/endpoints/")[0].query["updateMask"] == ["labels"]
         (endpoint,) = fake.endpoints.values()
         assert endpoint["labels"]["run_id"] == second_run().run_id
         status = provider.endpoint_status(done.ref)
         assert status.state == EndpointState.READY
-        # trafficSplit {"0": 100} overwrote the endpoint's split: the first one gets none
         assert status.traffic == {newer.deployment: 100}
         deployed = {d["displayName"] for d in endpoint["deployedModels"]}
-        assert deployed == {first.ref.deployment, newer.deployment}
+        assert deployed == {newer.deployment}
+        # the retired version's Model stays in the Model Registry
+        assert set(fake.models) == {first.ref.deployment, newer.deployment}
+
+        again = provider.deploy(newer)  # B again: nothing to create, nothing to retire
+        assert again.existing and again.created == ()
+        assert fake.calls("upload", "deploy", "undeploy") == [
+            "upload",
+            "deploy",
+            "upload",
+            "deploy",
+            "undeploy",
+        ]
 
 
 def test_a_failure_half_way_removes_what_this_deploy_created() -> None:
@@ -260,11 +282,43 @@ def test_a_failed_new_version_leaves_the_serving_endpoint_alone() -> None:
         first = provider.deploy(plan_for())
         denied = "Permission 'aiplatform.endpoints.deploy' denied on resource."
         fake.failures["deploy"] = [error(403, "PERMISSION_DENIED", denied)]
+        serving_before = json.loads(json.dumps(fake.endpoints["support-triage"]))
         with pytest.raises(ProviderError) as err:
             provider.deploy(plan_for(second_run()))
         assert err.value.kind == ErrorKind.AUTH
         assert set(fake.models) == {first.ref.deployment}  # only the new upload went
-        assert provider.endpoint_status(first.ref).state == EndpointState.READY
+        status = provider.endpoint_status(first.ref)
+        assert status.state == EndpointState.READY
+        assert status.traffic == {first.ref.deployment: 100}
+        endpoint = fake.endpoints["support-triage"]
+        assert endpoint["deployedModels"] == serving_before["deployedModels"]
+        assert fake.calls("undeploy") == []
+
+
+def test_a_failed_retirement_keeps_the_new_version() -> None:
+    """The new version already holds all the traffic: a refused undeploy of the old one is
+    reported, never rolled back into undeploying the version that serves."""
+    with FakeVertexServing() as fake:
+        provider = vertex_endpoints(fake)
+        first = provider.deploy(plan_for())
+        newer = plan_for(second_run())
+        denied = "Permission 'aiplatform.endpoints.undeploy' denied on resource."
+        fake.failures["undeploy"] = [error(403, "PERMISSION_DENIED", denied)]
+        with pytest.raises(ProviderError) as err:
+            provider.deploy(newer)
+        assert err.value.kind == ErrorKind.AUTH
+        assert f"{newer.deployment} serves all the traffic" in str(err.value)
+        assert "removed what this deploy had created" not in str(err.value)
+        status = provider.endpoint_status(provider._ref(newer))
+        assert status.state == EndpointState.READY
+        assert status.traffic == {newer.deployment: 100}
+        assert set(fake.models) == {first.ref.deployment, newer.deployment}
+        deployed = {d["displayName"] for d in fake.endpoints["support-triage"]["deployedModels"]}
+        assert deployed == {first.ref.deployment, newer.deployment}
+        again = provider.deploy(newer)  # the same plan again finishes the job
+        assert not again.existing and again.created == ()
+        deployed = {d["displayName"] for d in fake.endpoints["support-triage"]["deployedModels"]}
+        assert deployed == {newer.deployment}
 
 
 # --- status / invoke / delete ----------------------------------------------------------------
@@ -304,12 +358,27 @@ def test_delete_removes_the_endpoint_and_its_models_and_absent_is_fine() -> None
     with FakeVertexServing() as fake:
         provider = vertex_endpoints(fake)
         first = provider.deploy(plan_for())
-        provider.deploy(plan_for(second_run()))  # two deployed models, one with traffic
+        provider.deploy(plan_for(second_run()))  # A retired, its Model kept
+        assert fake.calls("undeploy") == ["undeploy"] and len(fake.models) == 2
         provider.delete_endpoint(first.ref)
         assert fake.endpoints == {} and fake.models == {}
         assert fake.calls("undeploy") == ["undeploy", "undeploy"]
         provider.delete_endpoint(first.ref)  # nothing left: fine
         assert provider.endpoint_status(first.ref).state == EndpointState.ABSENT
+
+
+def test_delete_undeploys_every_deployed_model() -> None:
+    """Two deployed models, one with traffic (a retirement refused once): both leave."""
+    with FakeVertexServing() as fake:
+        provider = vertex_endpoints(fake)
+        first = provider.deploy(plan_for())
+        fake.failures["undeploy"] = [error(503, "UNAVAILABLE", "try later")] * 50
+        with pytest.raises(ProviderError):
+            provider.deploy(plan_for(second_run()))
+        fake.failures.clear()
+        assert len(fake.endpoints["support-triage"]["deployedModels"]) == 2
+        provider.delete_endpoint(first.ref)
+        assert fake.endpoints == {} and fake.models == {}
 
 
 # --- errors and secrets ----------------------------------------------------------------------

@@ -1,16 +1,27 @@
 """Amazon SageMaker real-time endpoints: a run's artifact behind vLLM's OpenAI-compatible server.
 
-plan_endpoint() is pure and writes down three requests, in the order deploy() sends them:
+plan_endpoint() is pure and writes down the requests, in the order deploy() sends them:
 
   sagemaker:CreateModel           NAME = plan.deployment  the serving container, the run's
                                                           model.tar.gz, vLLM's arguments
   sagemaker:CreateEndpointConfig  NAME = plan.deployment  instance type, replicas, host AMI
   sagemaker:CreateEndpoint        NAME = plan.endpoint    (UpdateEndpoint when it exists with
                                                           another config)
+and, when deploy.max_replicas > deploy.min_replicas, Application Auto Scaling's two:
+  application-autoscaling:RegisterScalableTarget  the variant, min..max instances
+  application-autoscaling:PutScalingPolicy        target tracking of invocations per instance
+
+A model variant is scaled by Application Auto Scaling alone (docs.aws.amazon.com/sagemaker/
+latest/dg/endpoint-auto-scaling.html; "Register a model": ResourceId endpoint/E/variant/V,
+ScalableDimension sagemaker:variant:DesiredInstanceCount). An update replaces the variant
+(it is named after the deployment), and SageMaker refuses an UpdateEndpoint that removes a
+variant registered for scaling, so the old variant's target is deregistered first and the
+new one registered after (docs: endpoint-scaling-update.html).
 
 Models and endpoint configs are named after the deployment (endpoint + 8 hex digits of the
-artifact, server settings and hardware), so a second deploy of the same plan finds all
-three and creates nothing; a new version creates its model and config and moves the
+artifact, server settings and hardware), so a second deploy of the same plan finds every
+resource (a scalable target and a policy count as found when they read back equal to the
+body) and creates nothing; a new version creates its model and config and moves the
 endpoint onto them with UpdateEndpoint (SageMaker's blue/green update: the old fleet serves
 until the new one is healthy). Names are account-wide in a region: botocore's sagemaker
 model, ModelName / EndpointConfigName / EndpointName, at most 63 characters of
@@ -32,8 +43,11 @@ vllm/entrypoints/openai/generate/factories.py @ 04a0413c).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from providers import serving, staging
@@ -47,6 +61,8 @@ from providers.base import (
     EndpointRef,
     EndpointState,
     EndpointStatus,
+    ErrorKind,
+    ProviderError,
     Request,
     ServingSpec,
 )
@@ -84,6 +100,30 @@ _STATES = {
 CREATE_MODEL = "sagemaker:CreateModel"
 CREATE_CONFIG = "sagemaker:CreateEndpointConfig"
 CREATE_ENDPOINT = "sagemaker:CreateEndpoint"
+REGISTER_TARGET = "application-autoscaling:RegisterScalableTarget"
+# A vLLM endpoint pulls a ~10 GB image and the model: minutes, sometimes tens of them.
+IN_SERVICE_POLL_S = 15.0
+IN_SERVICE_TIMEOUT_S = 3600.0
+PUT_POLICY = "application-autoscaling:PutScalingPolicy"
+
+# Application Auto Scaling of a model variant (botocore's application-autoscaling model,
+# ServiceNamespace / ScalableDimension enums; SageMaker's "Register a model").
+NAMESPACE = "sagemaker"
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+# Target tracking of SageMakerVariantInvocationsPerInstance, a per-minute CloudWatch metric.
+# 70 is the value of AWS's own example policy (docs.aws.amazon.com/sagemaker/latest/dg/
+# endpoint-auto-scaling-add-code-define.html, and endpoint-auto-scaling-policy.html: "a target
+# value of 70 can keep InvocationsPerInstance at, or close to 70"). AWS's load-testing guide
+# derives the value as MAX_RPS * SAFETY_FACTOR * 60 with SAFETY_FACTOR 0.5 to start
+# (endpoint-scaling-loadtest.html): 70/min stands for a peak of ~2.3 requests/s per
+# instance, not measured here for vLLM on these GPUs; tune it after a load test.
+TARGET_INVOCATIONS_PER_INSTANCE = 70.0
+# Cooldowns: scale out at AWS's default for SageMaker variants (300 s, Application Auto
+# Scaling's "Define cooldown periods"); scale in slower, as AWS's CloudFormation example does
+# (600 s, endpoint-scaling-cloudformation.html), since a vLLM instance takes many minutes
+# (STARTUP_TIMEOUT_S) to come back.
+SCALE_OUT_COOLDOWN_S = 300
+SCALE_IN_COOLDOWN_S = 600
 
 
 class SageMakerEndpoints:
@@ -111,18 +151,25 @@ class SageMakerEndpoints:
         )
         requests = endpoint_requests(prepared, setting)
         _check_limits(requests)
+        low, high = prepared.block.min_replicas, prepared.block.max_replicas
         notes = (
             f"the container reads the artifact from {MODEL_DIR} (SageMaker extracts "
             "model.tar.gz there); " + serving.SERVING_ROOT_NOTE,
-            f"ManagedInstanceScaling keeps {prepared.block.min_replicas}-"
-            f"{prepared.block.max_replicas} instances",
+            f"Application Auto Scaling keeps {low}-{high} instances, tracking "
+            f"{TARGET_INVOCATIONS_PER_INSTANCE:g} invocations per instance per minute"
+            if high > low
+            else f"a fixed {low} instance(s): deploy.max_replicas = min_replicas, no autoscaling",
         )
         return prepared.plan(requests, notes)
 
     # --- deploy ----------------------------------------------------------------------
 
     def deploy(self, plan: EndpointPlan) -> Deployed:
-        api = _Hosting(self.clients.get("sagemaker", plan.region))
+        region = plan.region
+        api = _Hosting(
+            self.clients.get("sagemaker", region),
+            _Scaling(lambda: self.clients.get("application-autoscaling", region)),
+        )
         return serving.deploy(plan, api, _ref(plan))
 
     # --- status / invoke / delete ----------------------------------------------------
@@ -152,9 +199,16 @@ class SageMakerEndpoints:
         return sdk.invoke_endpoint(runtime, ref.endpoint, body)
 
     def delete_endpoint(self, ref: EndpointRef) -> None:
-        """The endpoint, then every config and model a deploy made for it (each version is
-        named ENDPOINT-XXXXXXXX, so versions replaced by UpdateEndpoint go too)."""
-        sm = self.clients.get("sagemaker", ref.ids["region"])
+        """The endpoint's scalable targets (their policies go with them), the endpoint, then
+        every config and model a deploy made for it (each version is named
+        ENDPOINT-XXXXXXXX, so versions replaced by UpdateEndpoint go too)."""
+        region = ref.ids["region"]
+        sm = self.clients.get("sagemaker", region)
+        # SageMaker deregisters them itself only when the caller may (docs: "Delete endpoints
+        # configured for auto scaling"); doing it here leaves none behind either way.
+        scaling = _Scaling(lambda: self.clients.get("application-autoscaling", region))
+        for target in scaling.targets(ref.endpoint):
+            scaling.deregister(target["ResourceId"])
         _delete(sm, "endpoint", ref.endpoint)
         ours = re.compile(re.escape(ref.endpoint) + r"-[0-9a-f]{8}")
         for kind in ("endpoint_config", "model"):
@@ -205,15 +259,13 @@ def endpoint_requests(prepared: serving.Prepared, setting: EndpointSettings) -> 
         "InferenceAmiVersion": INFERENCE_AMI,
         "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_TIMEOUT_S,
         "ModelDataDownloadTimeoutInSeconds": DOWNLOAD_TIMEOUT_S,
-        # deploy.min/max_replicas as the variant's instance range (botocore's sagemaker
-        # model, ProductionVariantManagedInstanceScaling). SageMaker's own scaling acts on
-        # it; traffic-based target tracking of a model variant would be Application Auto
-        # Scaling (RegisterScalableTarget/PutScalingPolicy), which this plan does not send.
-        "ManagedInstanceScaling": {
-            "Status": "ENABLED",
-            "MinInstanceCount": block.min_replicas,
-            "MaxInstanceCount": block.max_replicas,
-        },
+        # No ManagedInstanceScaling: it scales the instances under inference components
+        # (its ScaleInPolicy speaks of component copies), not a model variant's, and
+        # SageMaker refuses it on a variant with a ModelName: "ManagedInstanceScaling is only
+        # supported for inference component endpoints" (CreateEndpointConfig's
+        # ValidationException, seen in hashicorp/terraform-provider-aws#45926's acceptance run
+        # and fixed in its tests by #48767). deploy.max_replicas is Application Auto
+        # Scaling's MaxCapacity below.
     }
     config = {"EndpointConfigName": name, "ProductionVariants": [variant], "Tags": tags}
     endpoint = {"EndpointName": prepared.endpoint, "EndpointConfigName": name, "Tags": tags}
@@ -221,7 +273,50 @@ def endpoint_requests(prepared: serving.Prepared, setting: EndpointSettings) -> 
         Request(CREATE_MODEL, model),
         Request(CREATE_CONFIG, config),
         Request(CREATE_ENDPOINT, endpoint),
+        *scaling_requests(prepared, variant["VariantName"]),
     ]
+
+
+def resource_id(endpoint: str, variant: str) -> str:
+    """Application Auto Scaling's name of a variant (its ResourceId)."""
+    return f"endpoint/{endpoint}/variant/{variant}"
+
+
+def scaling_requests(prepared: serving.Prepared, variant: str) -> list[Request]:
+    """RegisterScalableTarget and PutScalingPolicy for the variant, when it has room to scale.
+
+    No RoleARN: Application Auto Scaling then uses (and the first time creates) its
+    service-linked role AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint, so the
+    caller needs iam:CreateServiceLinkedRole once per account."""
+    block = prepared.block
+    if block.max_replicas <= block.min_replicas:
+        return []  # nothing to scale: InitialInstanceCount is the whole fleet
+    target_id = {
+        "ServiceNamespace": NAMESPACE,
+        "ResourceId": resource_id(prepared.endpoint, variant),
+        "ScalableDimension": DIMENSION,
+    }
+    target = {
+        **target_id,
+        "MinCapacity": block.min_replicas,
+        "MaxCapacity": block.max_replicas,
+        # A string map here (botocore's TagMap), not SageMaker's Key/Value list.
+        "Tags": dict(prepared.tags.tags),
+    }
+    policy = {
+        "PolicyName": f"{prepared.deployment}-invocations",
+        **target_id,
+        "PolicyType": "TargetTrackingScaling",
+        "TargetTrackingScalingPolicyConfiguration": {
+            "TargetValue": TARGET_INVOCATIONS_PER_INSTANCE,
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            },
+            "ScaleInCooldown": SCALE_IN_COOLDOWN_S,
+            "ScaleOutCooldown": SCALE_OUT_COOLDOWN_S,
+        },
+    }
+    return [Request(REGISTER_TARGET, target), Request(PUT_POLICY, policy)]
 
 
 def model_data(artifact: Artifact) -> dict[str, Any]:
@@ -320,7 +415,11 @@ def parity_view(plan: EndpointPlan) -> dict[str, Any]:
     container = bodies[CREATE_MODEL]["PrimaryContainer"]
     env = dict(container["Environment"])
     variant = bodies[CREATE_CONFIG]["ProductionVariants"][0]
-    scaling = variant["ManagedInstanceScaling"]
+    # The instance range is Application Auto Scaling's when the plan registers the variant;
+    # else the fleet is fixed at InitialInstanceCount (ManagedInstanceScaling if present).
+    scaling = variant.get("ManagedInstanceScaling") or {}
+    target = bodies.get(REGISTER_TARGET)
+    fixed = variant["InitialInstanceCount"]
     modules = json.loads(env.get("SM_VLLM_LORA_MODULES", "[]"))
     adapters = {m["name"]: _relative(m["path"]) for m in modules}
     base = env["SM_VLLM_MODEL"]
@@ -335,8 +434,8 @@ def parity_view(plan: EndpointPlan) -> dict[str, Any]:
         if "SM_VLLM_MAX_LORA_RANK" in env
         else None,
         "instance_type": variant["InstanceType"],
-        "min_replicas": scaling["MinInstanceCount"],
-        "max_replicas": scaling["MaxInstanceCount"],
+        "min_replicas": target["MinCapacity"] if target else scaling.get("MinInstanceCount", fixed),
+        "max_replicas": target["MaxCapacity"] if target else scaling.get("MaxInstanceCount", fixed),
         "tags": {t["Key"]: t["Value"] for t in bodies[CREATE_ENDPOINT]["Tags"]},
         "env": env,
     }
@@ -363,12 +462,20 @@ _KINDS = {
 
 
 class _Hosting:
-    """serving.EndpointApi over one region's SageMaker client."""
+    """serving.EndpointApi over one region's SageMaker and Application Auto Scaling."""
 
-    def __init__(self, sm: Any):
+    def __init__(self, sm: Any, scaling: _Scaling):
         self.sm = sm
+        self.scaling = scaling
 
     def apply(self, request: Request) -> serving.Outcome:
+        if request.api == REGISTER_TARGET:
+            # AWS's examples register a variant once the endpoint is InService
+            # (endpoint-auto-scaling-add-policy.html); a variant still being created is
+            # not yet a scalable resource.
+            self.wait_in_service(request.body["ResourceId"].split("/")[1])
+        if request.api in _SCALING:
+            return self.scaling.apply(request)
         kind, field = _RESOURCES[request.api]
         name = request.body[field]
         found = _describe(self.sm, kind, name)
@@ -384,19 +491,214 @@ class _Hosting:
             return "existing"
         # Tags stay those of the first deploy: UpdateEndpoint takes none (botocore model).
         config = request.body["EndpointConfigName"]
-        sdk.call(
-            lambda: self.sm.update_endpoint(EndpointName=name, EndpointConfigName=config),
-            f"UpdateEndpoint {name}",
-        )
+        # The update replaces the variant; SageMaker refuses it while the old variant is a
+        # scalable target, so that goes first and comes back if the update is refused.
+        keep = resource_id(name, config)  # the new variant: named after its config
+        removed = self.scaling.release(name, keep)
+        try:
+            sdk.call(
+                lambda: self.sm.update_endpoint(EndpointName=name, EndpointConfigName=config),
+                f"UpdateEndpoint {name}",
+            )
+        except ProviderError as exc:
+            raise self.scaling.restore(removed, exc) from None
         return "updated"
 
+    def wait_in_service(self, endpoint: str) -> None:
+        """Poll DescribeEndpoint until InService; Failed (or the deadline) is a ProviderError."""
+        deadline = time.monotonic() + IN_SERVICE_TIMEOUT_S
+        while True:
+            found = _describe(self.sm, "endpoint", endpoint) or {}
+            status = found.get("EndpointStatus", "")
+            if status == "InService":
+                return
+            if status == "Failed" or time.monotonic() > deadline:
+                why = found.get("FailureReason") or f"still {status or 'absent'}"
+                raise ProviderError(
+                    f"SageMaker endpoint {endpoint} did not come into service: {why}",
+                    ErrorKind.API,
+                )
+            time.sleep(IN_SERVICE_POLL_S)
+
     def remove(self, request: Request) -> None:
+        if request.api in _SCALING:
+            self.scaling.remove(request)
+            return
         kind, field = _RESOURCES[request.api]
         _delete(self.sm, kind, request.body[field])
 
     def describe(self, request: Request) -> str:
+        if request.api == PUT_POLICY:
+            return f"{request.api} {request.body['PolicyName']}"
+        if request.api == REGISTER_TARGET:
+            return f"{request.api} {request.body['ResourceId']}"
         _, field = _RESOURCES[request.api]
         return f"{request.api} {request.body[field]}"
+
+
+_SCALING = (REGISTER_TARGET, PUT_POLICY)
+_TARGET_ID = ("ServiceNamespace", "ResourceId", "ScalableDimension")
+
+
+class _Scaling:
+    """Application Auto Scaling of SageMaker variants (the client is built on first use)."""
+
+    def __init__(self, client: Callable[[], Any]):
+        self._client = client
+
+    @property
+    def aas(self) -> Any:
+        return self._client()
+
+    def apply(self, request: Request) -> serving.Outcome:
+        """RegisterScalableTarget and PutScalingPolicy are upserts: what reads back equal to
+        the body is "existing", else the call is sent ("created" or "updated")."""
+        body = request.body
+        if request.api == REGISTER_TARGET:
+            found = self.target(body["ResourceId"])
+            if found is not None and all(
+                found.get(k) == body[k] for k in ("MinCapacity", "MaxCapacity")
+            ):
+                return "existing"
+            # Tags only on creation ("To tag an existing scalable target, use TagResource").
+            sent = body if found is None else {k: v for k, v in body.items() if k != "Tags"}
+            what = f"RegisterScalableTarget {body['ResourceId']}"
+            sdk.call(lambda: self.aas.register_scalable_target(**sent), what)
+            return "created" if found is None else "updated"
+        found = self.policy(body)
+        if found is not None and _same_policy(found, body):
+            return "existing"
+        what = f"PutScalingPolicy {body['PolicyName']}"
+        sdk.call(lambda: self.aas.put_scaling_policy(**body), what)
+        return "created" if found is None else "updated"
+
+    def remove(self, request: Request) -> None:
+        body = request.body
+        if request.api == REGISTER_TARGET:
+            self.deregister(body["ResourceId"])
+            return
+        ids = {k: body[k] for k in ("PolicyName", *_TARGET_ID)}
+        staging.unless_missing(
+            lambda: sdk.call(
+                lambda: self.aas.delete_scaling_policy(**ids),
+                f"DeleteScalingPolicy {body['PolicyName']}",
+            )
+        )
+
+    def targets(self, endpoint: str) -> list[dict[str, Any]]:
+        """Every scalable target of the endpoint's variants."""
+        prefix = f"endpoint/{endpoint}/variant/"
+        pages = sdk.call(
+            lambda: self.aas.get_paginator("describe_scalable_targets"), "DescribeScalableTargets"
+        )
+        found = sdk.call(
+            lambda: list(pages.paginate(ServiceNamespace=NAMESPACE, ScalableDimension=DIMENSION)),
+            "DescribeScalableTargets",
+        )
+        return [
+            t
+            for page in found
+            for t in page.get("ScalableTargets", [])
+            if t["ResourceId"].startswith(prefix)
+        ]
+
+    def target(self, resource: str) -> dict[str, Any] | None:
+        found = sdk.call(
+            lambda: self.aas.describe_scalable_targets(
+                ServiceNamespace=NAMESPACE, ResourceIds=[resource], ScalableDimension=DIMENSION
+            ),
+            f"DescribeScalableTargets {resource}",
+        )
+        return next(
+            (t for t in found.get("ScalableTargets", []) if t["ResourceId"] == resource), None
+        )
+
+    def policies(self, resource: str, names: list[str] | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {
+            "ServiceNamespace": NAMESPACE,
+            "ResourceId": resource,
+            "ScalableDimension": DIMENSION,
+        }
+        if names:
+            query["PolicyNames"] = names
+        found = sdk.call(
+            lambda: self.aas.describe_scaling_policies(**query),
+            f"DescribeScalingPolicies {resource}",
+        )
+        return [p for p in found.get("ScalingPolicies", []) if p["ResourceId"] == resource]
+
+    def policy(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        found = self.policies(body["ResourceId"], [body["PolicyName"]])
+        return next((p for p in found if p["PolicyName"] == body["PolicyName"]), None)
+
+    def deregister(self, resource: str) -> None:
+        """Deregister one variant (its policies go with it); absent is fine."""
+        if self.target(resource) is None:
+            return
+        staging.unless_missing(
+            lambda: sdk.call(
+                lambda: self.aas.deregister_scalable_target(
+                    ServiceNamespace=NAMESPACE, ResourceId=resource, ScalableDimension=DIMENSION
+                ),
+                f"DeregisterScalableTarget {resource}",
+            )
+        )
+
+    def release(self, endpoint: str, keep: str) -> list[tuple[dict[str, Any], list[Any]]]:
+        """Deregister the endpoint's targets but `keep`; what was removed, to restore."""
+        removed = []
+        for target in self.targets(endpoint):
+            if target["ResourceId"] == keep:
+                continue
+            policies = self.policies(target["ResourceId"])
+            self.deregister(target["ResourceId"])
+            removed.append((target, policies))
+        return removed
+
+    def restore(
+        self, removed: list[tuple[dict[str, Any], list[Any]]], exc: ProviderError
+    ) -> ProviderError:
+        """Register again what `release` took away; `exc` with what could not come back."""
+        lost = []
+        for target, policies in removed:
+            resource = target["ResourceId"]
+            try:
+                sent = {k: target[k] for k in (*_TARGET_ID, "MinCapacity", "MaxCapacity")}
+                register = functools.partial(self.aas.register_scalable_target, **sent)
+                sdk.call(register, f"RegisterScalableTarget {resource}")
+                for found in policies:
+                    kept = {k: v for k, v in found.items() if k in _POLICY_FIELDS}
+                    put = functools.partial(self.aas.put_scaling_policy, **kept)
+                    sdk.call(put, f"PutScalingPolicy {found['PolicyName']}")
+            except ProviderError as cleanup:
+                lost.append(f"{resource} ({cleanup})")
+        if not lost:
+            return exc
+        return ProviderError(
+            f"{exc}; autoscaling of the old variant could NOT be restored (register it by "
+            "hand): " + ", ".join(lost),
+            exc.kind,
+        )
+
+
+# PutScalingPolicy's input members a DescribeScalingPolicies answer carries back.
+_POLICY_FIELDS = (
+    "PolicyName",
+    *_TARGET_ID,
+    "PolicyType",
+    "StepScalingPolicyConfiguration",
+    "TargetTrackingScalingPolicyConfiguration",
+    "PredictiveScalingPolicyConfiguration",
+)
+
+
+def _same_policy(found: dict[str, Any], body: dict[str, Any]) -> bool:
+    """The policy reads back as the body asks (members AWS adds on its own are ignored)."""
+    if found.get("PolicyType") != body["PolicyType"]:
+        return False
+    key = "TargetTrackingScalingPolicyConfiguration"
+    have = found.get(key) or {}
+    return all(have.get(k) == v for k, v in body[key].items())
 
 
 def _describe(sm: Any, kind: str, name: str) -> dict[str, Any] | None:

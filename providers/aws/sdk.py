@@ -20,8 +20,12 @@ from recipes.errors import ErrorKind, ProviderError, kind_for_status, missing_ex
 
 T = TypeVar("T")
 
-# Error codes, from botocore's service models (sagemaker, s3, sts) and the AWS docs on
-# common errors: https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html
+# Error codes, from botocore's service models (sagemaker, s3, sts, application-autoscaling)
+# and the AWS docs on common errors:
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html
+# Application Auto Scaling's own: ObjectNotFoundException (no such scalable target or policy),
+# ConcurrentUpdateException (another change to the same target is under way),
+# LimitExceededException (quota), ValidationException (a refused body: ErrorKind.API).
 _AUTH_CODES = {
     "ExpiredToken",
     "ExpiredTokenException",
@@ -39,8 +43,14 @@ _NOT_FOUND_CODES = {
     "NoSuchBucket",
     "NotFound",
     "404",
+    "ObjectNotFoundException",
 }
-_CONFLICT_CODES = {"ResourceInUse", "ConflictException", "ConflictError"}
+_CONFLICT_CODES = {
+    "ResourceInUse",
+    "ConflictException",
+    "ConflictError",
+    "ConcurrentUpdateException",
+}
 _THROTTLED_CODES = {
     "Throttling",
     "ThrottlingException",

@@ -9,6 +9,20 @@ requests deploy sends, in order:
   azureml:CreateOrUpdateOnlineEndpoint        key auth, tags, no traffic yet
   azureml:CreateOrUpdateOnlineDeployment      model, environment, instances, env, request settings
   azureml:UpdateOnlineEndpointTraffic         {deployment: 100} once the deployment is ready
+  azureml:DeleteOtherOnlineDeployments        {"endpoint": NAME, "keep": DEPLOYMENT}: every
+                                              other deployment of the endpoint, deleted
+
+The last request retires the previous version, as SageMaker's UpdateEndpoint and the local
+backend do: a deployment left at 0% traffic keeps its instances and stays billed. A plan
+cannot name those deployments without a call, so its body says which one it keeps; deploy
+lists the endpoint's deployments (GET .../onlineEndpoints/NAME/deployments) and deletes
+every other one (online_deployments.begin_delete), after checking that the kept one holds
+all the traffic. It answers "existing" when there was nothing to retire. It runs outside
+the rollback: a failure before it retires nothing (the serving version is untouched), and
+a failure in it leaves the new version serving (the error names what is left; deploying
+the same plan again retires it). Its remove does nothing: a retired deployment is not
+restored by a rollback. The retired deployments' model and environment versions stay
+registered (storage only, no instances); `endpoint delete` removes them with the endpoint.
 
 Why a build context: a managed online deployment cannot set its container's command or
 arguments (OnlineDeployment has no such field in the ARM API, azure-ai-ml's
@@ -90,6 +104,7 @@ API_VERSIONS = {
     "deployments": "2023-04-01-preview",
 }
 CONTEXT_DIR = "recipe/serving"
+RETIRE = "azureml:DeleteOtherOnlineDeployments"  # the plan's last request (module docstring)
 MAX_REPLICAS = "recipe.max_replicas"  # deployment property: the autoscale ceiling (see notes)
 
 # The container's entrypoint: find the directory under AZUREML_MODEL_DIR holding the
@@ -260,10 +275,12 @@ class OnlineEndpoints:
                 ),
             },
         )
+        retire = Request(api=RETIRE, body={"endpoint": endpoint, "keep": deployment})
         notes = [
             f"deployment '{deployment}' of endpoint '{endpoint}' (Azure deployment names are "
-            "3-32 characters: 'v' + the plan's version); it takes all traffic once ready, and a "
-            "previous deployment stays at 0% (billed) until deleted",
+            "3-32 characters: 'v' + the plan's version); it takes all traffic once ready, then "
+            f"every other deployment of '{endpoint}' is deleted ({RETIRE}): the previous "
+            "version stops being billed, its model and environment versions stay registered",
             "the environment is built by Azure ML from the uploaded Dockerfile (FROM "
             f"{spec.image}); build.contextUri is the datastore container's blob URL of "
             f"{context}, resolved at deploy",
@@ -284,16 +301,33 @@ class OnlineEndpoints:
                 "start; a gated model needs HF_TOKEN, which this plan does not set"
             )
         plan = prepared.plan(
-            [upload, environment, model, create_endpoint, create_deployment, traffic], notes
+            [upload, environment, model, create_endpoint, create_deployment, traffic, retire],
+            notes,
         )
         return dataclasses.replace(plan, deployment=deployment)
 
     # --- deploy ----------------------------------------------------------------------
 
     def deploy(self, plan: EndpointPlan) -> Deployed:
+        """serving.deploy over every request but the last, which retires the other
+        deployments once the new one serves: a failure there must not roll back a version
+        that already holds all the traffic."""
         ref = self._ref(plan)
         api = _Api(self.client(ref.ids), self.datastores(ref.ids), plan)
-        return serving.deploy(plan, api, ref)
+        *steps, retire = plan.requests
+        if retire.api != RETIRE:  # a plan made without it: nothing to retire
+            return serving.deploy(plan, api, ref)
+        done = serving.deploy(dataclasses.replace(plan, requests=tuple(steps)), api, ref)
+        try:
+            outcome = api.apply(retire)
+        except ProviderError as exc:
+            raise ProviderError(
+                f"{exc}; deployment {plan.deployment} serves all the traffic of "
+                f"{plan.endpoint} and stays; other deployments may still run (billed): deploy "
+                "the same plan again, or delete them by hand",
+                exc.kind,
+            ) from None
+        return dataclasses.replace(done, existing=done.existing and outcome == "existing")
 
     def _ref(self, plan: EndpointPlan) -> EndpointRef:
         scope = _scope_of(plan)
@@ -389,7 +423,7 @@ def _text(state: Any) -> str:
 
 def _scope_of(plan: EndpointPlan) -> dict[str, str]:
     """The workspace, read back from the ARM path of the plan's endpoint request."""
-    url = next(r.body["url"] for r in plan.requests if r.api.startswith("azureml:"))
+    url = next(r.body["url"] for r in plan.requests if "url" in r.body)
     parts = url.split("/")
     return {
         "subscription": parts[parts.index("subscriptions") + 1],
@@ -411,6 +445,8 @@ class _Api:
                 return "existing"
             self.storage.put(body, body["text"].encode())
             return "created"
+        if request.api == RETIRE:
+            return self.retire_others(body["endpoint"], body["keep"])
         name, version = _name_version(body)
         if request.api == "azureml:CreateOrUpdateEnvironmentVersion":
             if sdk.get_environment(client, name, version) is not None:
@@ -451,6 +487,8 @@ class _Api:
         if request.api == "storage:upload":
             self.storage.delete(body["uri"])
             return
+        if request.api == RETIRE:
+            return  # a retired deployment is not restored (and deploy runs this step last)
         name, version = _name_version(body)
         if request.api == "azureml:CreateOrUpdateEnvironmentVersion":
             sdk.delete_environment(client, name, version)
@@ -464,8 +502,25 @@ class _Api:
     def describe(self, request: Request) -> str:
         if request.api == "storage:upload":
             return f"{request.api} {request.body['uri']}"
+        if request.api == RETIRE:
+            return f"{request.api} {request.body['endpoint']} (keep {request.body['keep']})"
         name, version = _name_version(request.body)
         return f"{request.api} {name}" + (f":{version}" if version else "")
+
+    def retire_others(self, endpoint: str, keep: str) -> serving.Outcome:
+        """Delete every deployment of `endpoint` but `keep`, once `keep` has all the traffic."""
+        current = sdk.get_endpoint(self.client, endpoint)
+        traffic = {k: int(v) for k, v in ((current.traffic if current else None) or {}).items()}
+        if traffic.get(keep) != 100:
+            raise ProviderError(
+                f"deployment {keep} does not hold all the traffic of endpoint {endpoint} "
+                f"({traffic or 'none'}): no other deployment was deleted",
+                ErrorKind.CONFLICT,
+            )
+        others = [n for n in sdk.deployment_names(self.client, endpoint) if n != keep]
+        for name in others:
+            sdk.delete_deployment(self.client, endpoint, name)
+        return "updated" if others else "existing"
 
     def blob_url(self, uri: str) -> str:
         """azureml://datastores/D/paths/P/ -> the blob URL Azure ML builds from."""

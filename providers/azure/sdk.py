@@ -393,6 +393,15 @@ def put_deployment(client: Any, arm_id: str, body: dict[str, Any]) -> Any:
         )
 
 
+def deployment_names(client: Any, endpoint: str) -> list[str]:
+    """The names of the endpoint's deployments (none when the endpoint is absent)."""
+    found = _missing(
+        lambda: list(client.online_deployments.list(endpoint_name=endpoint)),
+        f"list the deployments of {endpoint}",
+    )
+    return [d.name for d in found or ()]
+
+
 def delete_deployment(client: Any, endpoint: str, name: str) -> None:
     with _no_dots():
         _missing(

@@ -1,7 +1,8 @@
 """Vertex AI endpoints: a fine-tuned run served by vLLM's OpenAI-compatible server.
 
-plan_endpoint() is pure and writes down the three calls deploy() makes, in order, in the
-REST API's JSON form (camelCase, int64 as strings, durations as "<n>s", enums by name):
+plan_endpoint() is pure and writes down the calls deploy() makes, in order, the first
+three in the REST API's JSON form (camelCase, int64 as strings, durations as "<n>s", enums
+by name):
 
   vertex:CreateEndpoint  EndpointService.CreateEndpoint, with endpointId = deploy.endpoint,
                          so the endpoint's resource name is known before it exists
@@ -16,11 +17,25 @@ REST API's JSON form (camelCase, int64 as strings, durations as "<n>s", enums by
                          catalog, a DeployedModel id derived from the version (1-10 digits:
                          DeployedModel.id), and trafficSplit {"0": 100} ("0" names the model
                          being deployed: DeployModelRequest.traffic_split).
+  vertex:UndeployOtherModels
+                         {"endpoint": ENDPOINT, "keep": DEPLOYED_MODEL_ID}: every other
+                         deployed model of the endpoint, undeployed (ours, not an RPC: a
+                         GetEndpoint, then EndpointService.UndeployModel for each one with
+                         trafficSplit {keep: 100}).
 
 deploy() sends them through serving.deploy: each resource is looked up by its known name
 first, so a second deploy of the same plan creates nothing; a new version uploads a new
-Model and deploys it to the same endpoint with all the traffic (the previous deployed
-model stays on the endpoint at 0% until a release or `endpoint delete` removes it).
+Model and deploys it to the same endpoint with all the traffic, and the last request
+retires the previous deployed model, as SageMaker's UpdateEndpoint and the local backend
+do (one left at 0% keeps its replicas and stays billed). A plan cannot name those deployed
+models without a call, so its body says which one it keeps; deploy undeploys the others
+only once the kept one holds 100% of the traffic, and answers "existing" when there was
+nothing to retire. That last request runs outside the rollback: a failure before it
+retires nothing (the serving version is untouched), and a failure in it leaves the new
+version serving (the error says so; deploying the same plan again finishes). Its remove
+does nothing: an undeployed model is not redeployed by a rollback. The retired versions'
+Models stay in the Model Registry (not billed by the hour; a redeploy of that version
+finds its Model); `endpoint delete` removes them with the endpoint.
 
 The container (providers/images.yaml, endpoint_images, gcp): vLLM's OpenAI server image
 with the Google Cloud CLI, as Google's Vertex AI vLLM sample builds it. Vertex copies
@@ -41,6 +56,7 @@ client would wrap the body in an HttpBody message and parse the answer as one.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from providers import serving
@@ -51,6 +67,8 @@ from providers.base import (
     EndpointRef,
     EndpointState,
     EndpointStatus,
+    ErrorKind,
+    ProviderError,
     Request,
 )
 from providers.gcp import sdk
@@ -76,9 +94,11 @@ SHARED_MEMORY_MB = 16 * 1024
 # up to 2 h (ModelContainerSpec.deployment_timeout).
 DEPLOYMENT_TIMEOUT_S = 3600
 
-_STATE_NOTE = (
-    "previous deployed models stay on the endpoint at 0% traffic (still billed) until a "
-    "release or `recipe endpoint delete` removes them"
+RETIRE = "vertex:UndeployOtherModels"  # the plan's last request (module docstring)
+_RETIRE_NOTE = (
+    "once the new deployed model holds 100% of the traffic, every other one on the endpoint "
+    f"is undeployed ({RETIRE}): the previous version stops being billed, its Model stays in "
+    "the Model Registry"
 )
 
 
@@ -168,17 +188,38 @@ class VertexEndpoints:
             f"vLLM downloads {prep.serving.base_model} from the Hugging Face Hub at start-up"
             if prep.serving.adapters
             else "vLLM loads the model from the artifact",
-            _STATE_NOTE,
+            _RETIRE_NOTE,
         )
-        return prep.plan((create_endpoint, upload, deploy), notes)
+        retire = Request(
+            api=RETIRE,
+            body={"endpoint": endpoint_name, "keep": deployed_model_id(prep.version)},
+        )
+        return prep.plan((create_endpoint, upload, deploy, retire), notes)
 
     # --- deploy ----------------------------------------------------------------------
 
     def deploy(self, plan: EndpointPlan) -> Deployed:
-        return serving.deploy(plan, _Api(self.clients, plan), self._ref(plan))
+        """serving.deploy over every request but the last, which retires the other deployed
+        models once the new one serves: a failure there must not roll back a version that
+        already holds all the traffic."""
+        api, ref = _Api(self.clients, plan), self._ref(plan)
+        *steps, retire = plan.requests
+        if retire.api != RETIRE:  # a plan made without it: nothing to retire
+            return serving.deploy(plan, api, ref)
+        done = serving.deploy(replace(plan, requests=tuple(steps)), api, ref)
+        try:
+            outcome = api.apply(retire)
+        except ProviderError as exc:
+            raise ProviderError(
+                f"{exc}; {plan.deployment} serves all the traffic of {plan.endpoint} and "
+                "stays; other deployed models may still run (billed): deploy the same plan "
+                "again, or undeploy them by hand",
+                exc.kind,
+            ) from None
+        return replace(done, existing=done.existing and outcome == "existing")
 
     def _ref(self, plan: EndpointPlan) -> EndpointRef:
-        deploy = plan.requests[-1].body
+        deploy = next(r.body for r in plan.requests if r.api == "vertex:DeployModel")
         project = deploy["endpoint"].split("/")[1]
         return EndpointRef(
             provider=self.name,
@@ -291,6 +332,8 @@ class _Api:
 
     def describe(self, request: Request) -> str:
         body = request.body
+        if request.api == RETIRE:
+            return f"{request.api} {body['endpoint'].rsplit('/', 1)[-1]} (keep {body['keep']})"
         name = body.get("endpointId") or body.get("modelId")
         name = name or body["deployedModel"]["displayName"]
         return f"{request.api} {name}"
@@ -300,6 +343,8 @@ class _Api:
 
     def remove(self, request: Request) -> None:
         body = request.body
+        if request.api == RETIRE:
+            return  # an undeployed model is not redeployed (and deploy runs this step last)
         if request.api == "vertex:CreateEndpoint":
             name = f"{body['parent']}/endpoints/{body['endpointId']}"
             operation = sdk.find(
@@ -379,6 +424,22 @@ class _Api:
         )
         sdk.wait(operation, "DeployModel")
         return "created"
+
+    def _apply_UndeployOtherModels(self, body: dict[str, Any]) -> Outcome:  # noqa: N802
+        """Undeploy every deployed model but `keep`, once `keep` has all the traffic."""
+        name, keep = body["endpoint"], body["keep"]
+        endpoint = self._endpoint(name)
+        traffic = {k: int(v) for k, v in (endpoint.traffic_split if endpoint else {}).items()}
+        if traffic.get(keep) != 100:
+            raise ProviderError(
+                f"deployed model {keep} does not hold all the traffic of {name} "
+                f"({traffic or 'none'}): no other deployed model was undeployed",
+                ErrorKind.CONFLICT,
+            )
+        others = [d.id for d in endpoint.deployed_models if d.id != keep]
+        for deployed_id in others:
+            _undeploy(self.endpoints, name, deployed_id, {keep: 100})
+        return "updated" if others else "existing"
 
 
 def _undeploy(endpoints: Any, endpoint: str, deployed_id: str, traffic: dict[str, int]) -> None:

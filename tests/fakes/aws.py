@@ -210,6 +210,9 @@ class SageMakerHosting(BotocoreFake):
     - Create* of a name that exists is refused, as SageMaker does ("Cannot create already
       existing model|endpoint configuration|endpoint", ValidationException), where moto would
       silently replace it;
+    - CreateEndpointConfig refuses ManagedInstanceScaling on a model variant, as SageMaker
+      does ("ManagedInstanceScaling is only supported for inference component endpoints.",
+      hashicorp/terraform-provider-aws#45926);
     - endpoint states: moto puts a new endpoint InService at once; `settle=False` leaves an
       updated one Updating, as SageMaker does until the new fleet is healthy; `set_status`
       sets any state (DescribeEndpoint's EndpointStatus and FailureReason).
@@ -300,6 +303,10 @@ class SageMakerHosting(BotocoreFake):
         ):
             arn = _arn("endpoint-config", body["EndpointConfigName"])
             return f'Cannot create already existing endpoint configuration "{arn}".'
+        if operation == "CreateEndpointConfig" and any(
+            "ManagedInstanceScaling" in v and "ModelName" in v for v in body["ProductionVariants"]
+        ):
+            return "ManagedInstanceScaling is only supported for inference component endpoints."
         if operation == "CreateEndpoint" and body["EndpointName"] in backend.endpoints:
             arn = _arn("endpoint", body["EndpointName"])
             return f'Cannot create already existing endpoint "{arn}".'
@@ -330,6 +337,54 @@ class SageMakerHosting(BotocoreFake):
             {"EndpointArn": endpoint.arn},
             {"Content-Type": "application/x-amz-json-1.1"},
         )
+
+
+class ApplicationAutoScaling(BotocoreFake):
+    """moto's Application Auto Scaling, every call recorded (moto answers them all; errors
+    queued with `error()` come first). `created(op)`: the bodies moto accepted."""
+
+    OPERATIONS = (
+        "RegisterScalableTarget",
+        "PutScalingPolicy",
+        "DeregisterScalableTarget",
+        "DeleteScalingPolicy",
+    )
+
+    def __init__(self, client: Any):
+        super().__init__(client)
+        self.accepted: dict[str, list[tuple[dict[str, Any], bool]]] = defaultdict(list)
+        for operation in self.OPERATIONS:
+            self.watch(operation)
+
+    def created(self, operation: str) -> list[dict[str, Any]]:
+        return [body for body, ok in self.accepted[operation] if ok]
+
+    def targets(self) -> dict[str, tuple[int, int]]:
+        """ResourceId -> (MinCapacity, MaxCapacity) of every registered SageMaker variant."""
+        found = self.client.describe_scalable_targets(ServiceNamespace="sagemaker")
+        return {
+            t["ResourceId"]: (t["MinCapacity"], t["MaxCapacity"]) for t in found["ScalableTargets"]
+        }
+
+    def policies(self) -> dict[str, str]:
+        """PolicyName -> ResourceId of every SageMaker scaling policy."""
+        found = self.client.describe_scaling_policies(ServiceNamespace="sagemaker")
+        return {p["PolicyName"]: p["ResourceId"] for p in found["ScalingPolicies"]}
+
+    def _send(self, operation: str, request: Any) -> Any:
+        answered = super()._send(operation, request)
+        body = json.loads(request.body) if request.body else {}
+        self.accepted[operation].append((body, answered is None))
+        if answered is None and operation == "DeregisterScalableTarget":
+            # AWS: "Deregistering a scalable target deletes the scaling policies ... associated
+            # with it" (botocore's model); moto keeps them, so they go here first.
+            from moto.applicationautoscaling.models import applicationautoscaling_backends
+
+            backend = applicationautoscaling_backends[ACCOUNT][self.client.meta.region_name]
+            for key, policy in list(backend.policies.items()):
+                if policy.resource_id == body["ResourceId"]:
+                    del backend.policies[key]
+        return answered
 
 
 class SageMakerRuntime(BotocoreFake):
