@@ -98,7 +98,17 @@ def choose_offer(recipe: Recipe, provider: str, region: str) -> tuple[catalog.Of
             accelerator_field="deploy.accelerator",
         )
         offer = catalog.resolve(ask)
-        return offer, "from deploy.instance_type" if explicit else "from deploy.accelerator"
+        field = f"deploy.instance_type.{provider}" if explicit else "deploy.accelerator"
+        _check_fits(recipe.model.base, offer, field)
+        why = "from deploy.instance_type" if explicit else "from deploy.accelerator"
+        if explicit and (
+            (block.accelerator not in ("auto", offer.accelerator)) or block.gpus != offer.gpus
+        ):
+            why += (
+                f"; it has {offer.gpus}x {offer.accelerator} and overrides deploy.accelerator/"
+                f"gpus ({block.gpus}x {block.accelerator})"
+            )
+        return offer, why
     need = memory_needed_gb(recipe.model.base)
     fitting = [
         o
@@ -117,6 +127,22 @@ def choose_offer(recipe: Recipe, provider: str, region: str) -> tuple[catalog.Of
         )
     offer = min(fitting, key=lambda o: o.price(region).on_demand)  # type: ignore[union-attr]
     return offer, f"auto: cheapest {block.gpus}-GPU offer with >= {need:.1f} GB for the model"
+
+
+def _check_fits(base_model: str, offer: catalog.Offer, field: str) -> None:
+    """An instance named by hand must hold the model; an unknown size is not refused."""
+    _, basis = model_parameters(base_model)
+    need = memory_needed_gb(base_model)
+    have = offer.gpu_memory_gb * offer.gpus
+    if have < need and not basis.startswith("assumed"):
+        raise RecipeInputError(
+            Problem(
+                f"{offer.describe()} has {have:g} GB of GPU memory; {base_model} needs about "
+                f"{need:.1f} GB (bf16 weights plus {KV_CACHE_SHARE:.0%} for the KV cache)",
+                field=field,
+                hint="pick a bigger GPU or more deploy.gpus, or deploy.accelerator: auto",
+            )
+        )
 
 
 # --- what the server is told -----------------------------------------------------------------

@@ -247,3 +247,76 @@ def test_merge_writes_a_model_that_answers_like_base_plus_adapter(
         plain = AutoModelForCausalLM.from_pretrained(base, **fp32)(ids).logits
     assert torch.allclose(got, expected, atol=1e-4)
     assert not torch.allclose(got, plain, atol=1e-3)  # the adapter is in the weights
+
+
+def test_the_artifact_is_what_the_run_trained(
+    home: Path, write_recipe, small_data: Path, adapter_dir: Path, tmp_path: Path
+) -> None:
+    recipe_file = write_recipe(tiny_recipe(small_data, deploy=DEPLOY))
+    run_id = finished_run(home, recipe_file, adapter_dir)
+    # The file changed after training: the model and name still come from the run.
+    edited = tiny_recipe(small_data, deploy=DEPLOY)
+    edited["name"], edited["method"] = "renamed", {"kind": "lora", "r": 64, "alpha": 8}
+    recipe_file.write_text(json.dumps(edited))
+    plan = endpoints.prepare(run_id).plan
+    assert (plan.artifact.name, plan.artifact.lora_rank) == ("tiny", 4)
+    assert plan.artifact.base_model == "builtin:tiny-chat"
+    # Overrides may change how it is served, never what was trained.
+    assert endpoints.prepare(run_id, overrides=["deploy.max_model_len=128"]).plan
+    with pytest.raises(RecipeInputError, match="cannot change for a deploy") as info:
+        endpoints.prepare(run_id, overrides=["model.base=Qwen/Qwen2.5-0.5B-Instruct"])
+    assert info.value.problems[0].field == "model.base"
+
+
+def test_the_recipe_is_found_from_another_directory(
+    cli: CLI, home: Path, write_recipe, small_data: Path, adapter_dir: Path, tmp_path: Path
+) -> None:
+    recipe_file = write_recipe(tiny_recipe(small_data, deploy=DEPLOY))
+    run_id = finished_run(home, recipe_file, adapter_dir)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cli.cwd = elsewhere
+    result = cli("endpoint", "plan", run_id, "--format", "json")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_port_taken_by_another_program_is_refused_and_nothing_stays(
+    deployable: str, home: Path
+) -> None:
+    import socket
+
+    from providers.base import ProviderError
+
+    plan = endpoints.prepare(deployable).plan
+    port = int(plan.requests[0].body["url"].rsplit(":", 1)[1])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        with pytest.raises(ProviderError, match=f"port {port} .* in use by another program"):
+            endpoints.deploy(deployable)
+    assert not (home / "endpoints" / "tiny-triage").exists()
+    assert endpoints.list_endpoints() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("endpoint", "plan", "RUN", "--provider", "bogus"), "unknown provider 'bogus'"),
+        (("endpoint", "plan", "RUN", "model.base=x"), "cannot change for a deploy"),
+        (("serve", "builtin:tiny-chat", "--adapter", "a=x", "--adapter", "a=y"), "given twice"),
+    ],
+)
+def test_endpoint_messages_name_the_real_problem(
+    cli: CLI, deployable: str, args: tuple[str, ...], says: str
+) -> None:
+    result = cli(*(deployable if a == "RUN" else a for a in args))
+    assert result.returncode == 2 and says in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_recipe_home_that_is_a_file_is_said_so(cli: CLI, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    cli.env["RECIPE_HOME"] = str(afile)
+    result = cli("serve", "some-run")
+    assert result.returncode == 2 and "RECIPE_HOME" in result.stderr, result.stderr

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,7 @@ PORT_BASE, PORT_SPAN = 20000, 10000  # deterministic loopback ports: 20000-29999
 READY_TIMEOUT_S = 180.0  # loading the model on a busy 2-core machine
 STOP_TIMEOUT_S = 30.0
 SERVE_API = "local:serve"
+API_KEY_ENV = "RECIPE_SERVE_API_KEY"
 
 
 def port_of(version: str) -> int:
@@ -85,6 +87,7 @@ class LocalEndpoints:
             + ["--max-model-len", str(spec.max_model_len)],
             "url": f"http://{HOST}:{port}",
             "deployment": deployment,
+            "served": spec.served_name,
         }
         tags = serving.endpoint_tags(recipe, artifact, block.endpoint)
         return EndpointPlan(
@@ -116,7 +119,12 @@ class LocalEndpoints:
         (request,) = plan.requests
         body = request.body
         ref = EndpointRef(self.name, plan.endpoint, plan.deployment, {"url": body["url"]})
-        if self._healthy(body["url"]) and self._state(ref).get("deployment") == plan.deployment:
+        state = self._state(ref)
+        if (
+            state.get("deployment") == plan.deployment
+            and _alive(state.get("pid"))
+            and self._healthy(body["url"])
+        ):
             return Deployed(ref, existing=True)
         directory = self.home() / plan.endpoint / plan.deployment
         self._start(body, directory)
@@ -124,34 +132,61 @@ class LocalEndpoints:
         return Deployed(ref, created=(f"{SERVE_API} {plan.deployment} at {body['url']}",))
 
     def _start(self, body: dict[str, Any], directory: Path) -> None:
+        port = int(body["url"].rsplit(":", 1)[1])
+        if not _port_free(port):
+            raise ProviderError(
+                f"port {port} on {HOST} is in use by another program; {body['deployment']} "
+                "needs it (the port comes from the deployment's name)",
+                ErrorKind.CONFLICT,
+            )
         directory.mkdir(parents=True, exist_ok=True)
         command = [self._python, "-m", "recipes", *body["command"][1:]]
+        # Loopback only: the server needs no key, and one inherited from the deploying
+        # shell would lock `recipe endpoint invoke` out.
+        env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
         with (directory / "server.log").open("ab") as log:
             process = subprocess.Popen(
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=env,
                 start_new_session=True,  # outlives this command; stopped by delete
             )
-        rt.write_json_atomic(
-            directory / rt.STATE,
-            {"pid": process.pid, "url": body["url"], "deployment": body["deployment"]},
-        )
-        deadline = time.time() + READY_TIMEOUT_S
-        while time.time() < deadline:
-            if self._healthy(body["url"]):
+        try:
+            rt.write_json_atomic(
+                directory / rt.STATE,
+                {"pid": process.pid, "url": body["url"], "deployment": body["deployment"]},
+            )
+            if self._wait_ready(process, body):
                 return
-            if process.poll() is not None:
-                break
-            time.sleep(0.5)
-        _stop(process.pid)
+        except BaseException:  # Ctrl-C while waiting: nothing half-created stays behind
+            self._abandon(process.pid, directory)
+            raise
         tail = "\n".join(rt.tail(directory / "server.log", 15))
-        shutil.rmtree(directory, ignore_errors=True)  # leave nothing half-created
+        self._abandon(process.pid, directory)
         raise ProviderError(
             f"the local server for {body['deployment']} did not become healthy at "
             f"{body['url']}; its log ended with:\n{tail}"
         )
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], body: dict[str, Any]) -> bool:
+        """Healthy, and ours: the process lives and serves the deployment's models."""
+        deadline = time.time() + READY_TIMEOUT_S
+        while time.time() < deadline:
+            if process.poll() is not None:
+                return False
+            if self._healthy(body["url"]) and self._serves(body["url"], body["served"]):
+                return True
+            time.sleep(0.5)
+        return False
+
+    @staticmethod
+    def _abandon(pid: int, directory: Path) -> None:
+        _stop(pid)
+        shutil.rmtree(directory, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            directory.parent.rmdir()  # the endpoint's directory, when this was its only one
 
     def _retire_others(self, endpoint: str, keep: str) -> None:
         for directory in sorted((self.home() / endpoint).glob("*")):
@@ -208,6 +243,15 @@ class LocalEndpoints:
         shutil.rmtree(directory, ignore_errors=True)
 
     @staticmethod
+    def _serves(url: str, name: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/v1/models", timeout=5) as response:
+                listed = json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return name in {m.get("id") for m in listed.get("data", []) if isinstance(m, dict)}
+
+    @staticmethod
     def _healthy(url: str) -> bool:
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
@@ -230,6 +274,15 @@ def _spec(recipe: Recipe, artifact: Artifact) -> ServingSpec:
         max_lora_rank=artifact.lora_rank,
         gpus=0,
     )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def _error_message(raw: bytes) -> str:

@@ -25,6 +25,7 @@ from providers.base import (
     State,
 )
 from recipes.app.ledger import EndpointEntry, Ledger
+from recipes.app.ledger import Entry as LedgerEntry
 from recipes.cost.serving import check_endpoint_budget
 from recipes.errors import ErrorKind, Problem, ProviderError, RecipeInputError
 from recipes.loader import LoadedRecipe, load_recipe
@@ -58,8 +59,10 @@ def artifact_of(run_id: str, recipe: Recipe) -> Artifact:
                 hint="`recipe status RUN_ID` and `recipe logs RUN_ID` show why",
             )
         )
+    trained = _trained(entry, recipe)
+    kind = _kind(trained, recipe)
     if "run_dir" in entry.ref.ids:
-        uri = _local_output(run_id, Path(entry.ref.ids["run_dir"]), recipe)
+        uri = _local_output(run_id, Path(entry.ref.ids["run_dir"]), kind)
     else:
         uri = status.artifacts.get("model", "")
         if not uri:
@@ -70,25 +73,52 @@ def artifact_of(run_id: str, recipe: Recipe) -> Artifact:
                     hint="the job ended without writing its output; see `recipe logs RUN_ID`",
                 )
             )
-    rank = getattr(recipe.method, "r", None)
     return Artifact(
         run_id=run_id,
         provider=entry.ref.provider,
         uri=uri,
-        kind=_kind(recipe),
-        base_model=recipe.model.base,
-        name=recipe.name,
-        lora_rank=rank,
+        kind=kind,
+        base_model=trained.model.base,
+        name=trained.name,
+        lora_rank=getattr(trained.method, "r", None),
     )
 
 
-def _kind(recipe: Recipe) -> str:
-    if recipe.method.kind == "full":
+def _trained(entry: LedgerEntry, recipe: Recipe) -> Recipe:
+    """What the run trained: a local run's own recipe.json; a cloud run's recipe file,
+    which must still name the run's recipe (its job records what it trained)."""
+    if "run_dir" in entry.ref.ids:
+        path = Path(entry.ref.ids["run_dir"]) / "recipe.json"
+        try:
+            return Recipe.model_validate(json.loads(path.read_text())["recipe"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise RecipeInputError(
+                Problem(
+                    f"run {entry.ref.run_id} has no readable recipe.json",
+                    file=str(path),
+                    hint="the run directory is damaged; deploy another run",
+                )
+            ) from None
+    if recipe.name != entry.recipe_name:
+        raise RecipeInputError(
+            Problem(
+                f"the recipe file names '{recipe.name}' but run {entry.ref.run_id} trained "
+                f"'{entry.recipe_name}'",
+                field="name",
+                hint="give the run's own recipe with --recipe",
+            )
+        )
+    return recipe
+
+
+def _kind(trained: Recipe, recipe: Recipe) -> str:
+    """full (the run trained every weight), merged (deploy.merge) or adapter."""
+    if trained.method.kind == "full":
         return "full"
     return "merged" if recipe.deploy and recipe.deploy.merge else "adapter"
 
 
-def _local_output(run_id: str, run_dir: Path, recipe: Recipe) -> str:
+def _local_output(run_id: str, run_dir: Path, kind: str) -> str:
     report = run_dir / "eval_report.json"
     if report.is_file():
         try:
@@ -99,7 +129,7 @@ def _local_output(run_id: str, run_dir: Path, recipe: Recipe) -> str:
             raise RecipeInputError(
                 Problem(f"run {run_id} failed its eval gates", field="RUN_ID", file=str(report))
             )
-    wanted = {"full": "model", "merged": "merged", "adapter": "adapter"}[_kind(recipe)]
+    wanted = {"full": "model", "merged": "merged", "adapter": "adapter"}[kind]
     if not (run_dir / wanted).is_dir():
         hint = (
             f"write it with `recipe export {run_id} --merge`"
@@ -122,7 +152,22 @@ class EndpointPrepared:
     plan: EndpointPlan
 
 
+# What a deploy may change of the run's recipe: how it is served, where, who pays. The
+# model, data, method and name are what the run trained.
+DEPLOY_OVERRIDES = ("deploy.", "budget.", "tags.", "compute.")
+
+
 def _recipe_for(run_id: str, recipe_file: str | Path | None, overrides: list[str]) -> LoadedRecipe:
+    for override in overrides:
+        key = override.split("=", 1)[0].strip()
+        if not key.startswith(DEPLOY_OVERRIDES):
+            raise RecipeInputError(
+                Problem(
+                    f"'{key}' cannot change for a deploy: the model is what run {run_id} trained",
+                    field=key,
+                    hint="override only " + ", ".join(p + "*" for p in DEPLOY_OVERRIDES),
+                )
+            )
     path = recipe_file or Ledger().get(run_id).recipe_path
     if not Path(path).is_file():
         raise RecipeInputError(
@@ -151,6 +196,8 @@ def prepare(
     except RecipeInputError as exc:
         raise loaded.locate(exc) from None
     artifact = artifact_of(run_id, recipe)  # errors name RUN_ID, not a line of the file
+    if provider is not None:
+        registry.info(provider)  # an unknown name is said as such, with the known ones
     provider = provider or artifact.provider
     if provider != artifact.provider:
         raise RecipeInputError(
@@ -241,9 +288,8 @@ def serve_source(source: str) -> str:
     """A run id (from the ledger) becomes its run directory; anything else is kept as is."""
     if Path(source).exists() or source.startswith("builtin:"):
         return source
-    try:
-        entry = Ledger().get(source)
-    except RecipeInputError:
+    ledger = Ledger()  # a RECIPE_HOME that cannot be used is said as such
+    if source not in ledger.run_ids():
         if "/" in source and not source.startswith((".", "/")):
             return source  # a hub id such as Qwen/Qwen2.5-0.5B-Instruct
         raise RecipeInputError(
@@ -252,7 +298,8 @@ def serve_source(source: str) -> str:
                 field="SOURCE",
                 hint="`recipe runs` lists run ids",
             )
-        ) from None
+        )
+    entry = ledger.get(source)
     if "run_dir" not in entry.ref.ids:
         raise RecipeInputError(
             Problem(

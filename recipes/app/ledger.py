@@ -51,6 +51,19 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (provider, endpoint)
     )
     """,
+    # 3: releases (recipe release): state and every decision with its evidence, for audit
+    """
+    CREATE TABLE IF NOT EXISTS releases (
+        release_id  TEXT PRIMARY KEY,
+        provider    TEXT NOT NULL,
+        endpoint    TEXT NOT NULL,
+        run_id      TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        data        TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    )
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -154,6 +167,10 @@ class Ledger:
             )
         return _entry(row)
 
+    def run_ids(self) -> set[str]:
+        with self._db() as db:
+            return {r[0] for r in db.execute("SELECT run_id FROM runs")}
+
     def list(self, limit: int = 50) -> list[Entry]:
         with self._db() as db:
             rows = db.execute(
@@ -183,15 +200,20 @@ class Ledger:
         with self._db() as db:
             rows = db.execute("SELECT * FROM endpoints WHERE endpoint = ?", (endpoint,)).fetchall()
             known = [r[0] for r in db.execute("SELECT DISTINCT endpoint FROM endpoints")]
+        everywhere = rows
         if provider:
             rows = [r for r in rows if r[0] == provider]
         if not rows:
-            hint = did_you_mean(endpoint, known)
+            elsewhere = sorted({r[0] for r in everywhere})
+            if elsewhere:
+                hint = f"it is on {', '.join(elsewhere)}"
+            else:
+                suggestion = did_you_mean(endpoint, known)
+                hint = suggestion or "`recipe endpoint list` lists them"
             raise RecipeInputError(
                 f"ENDPOINT: no endpoint '{endpoint}'"
                 + (f" on {provider}" if provider else "")
-                + f" deployed from here ({self.path})"
-                + (f" ({hint})" if hint else "; `recipe endpoint list` lists them")
+                + f" deployed from here ({self.path}; {hint})"
             )
         if len(rows) > 1:
             providers = ", ".join(r[0] for r in rows)
@@ -206,10 +228,56 @@ class Ledger:
                 "DELETE FROM endpoints WHERE provider = ? AND endpoint = ?", (provider, endpoint)
             )
 
+    # --- releases -----------------------------------------------------------------------
+
+    def save_release(
+        self, release_id: str, provider: str, endpoint: str, run_id: str, state: str, data: dict
+    ) -> None:
+        now = time.time()
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(release_id) "
+                "DO UPDATE SET state = excluded.state, data = excluded.data, "
+                "updated_at = excluded.updated_at",
+                (release_id, provider, endpoint, run_id, state, json.dumps(data), now, now),
+            )
+
+    def releases(
+        self, endpoint: str | None = None, provider: str | None = None
+    ) -> list[ReleaseRow]:
+        """Releases, newest first; of one endpoint when named."""
+        query, args = "SELECT * FROM releases", []
+        conditions = []
+        if endpoint:
+            conditions.append("endpoint = ?")
+            args.append(endpoint)
+        if provider:
+            conditions.append("provider = ?")
+            args.append(provider)
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
+        with self._db() as db:
+            rows = db.execute(query + " ORDER BY created_at DESC", args).fetchall()
+        return [
+            ReleaseRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows
+        ]
+
     def endpoints(self) -> list[EndpointEntry]:
         with self._db() as db:
             rows = db.execute("SELECT * FROM endpoints ORDER BY created_at DESC").fetchall()
         return [_endpoint_entry(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    release_id: str
+    provider: str
+    endpoint: str
+    run_id: str
+    state: str
+    data: dict  # the release's whole record (recipes.app.releases.Release.to_dict())
+    created_at: float
+    updated_at: float
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,8 @@ def run(
         latest = backend.latest_attempt(plan)
         plan = prepare(file, overrides, provider, attempt=latest + 1, backend=backend).plan
     submitted = backend.submit(plan)
-    ledger.record(submitted.ref, recipe.name, str(file), State.QUEUED)
+    # Absolute: `recipe endpoint` reads it again, perhaps from another directory.
+    ledger.record(submitted.ref, recipe.name, str(Path(file).resolve()), State.QUEUED)
     state = State.QUEUED
     if submitted.existing:
         state = backend.status(submitted.ref).state

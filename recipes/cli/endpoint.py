@@ -96,7 +96,7 @@ def serve(
 
     use.serve(
         source,
-        adapters=dict(_pair(a) for a in adapter or []),
+        adapters=_adapters(adapter or []),
         host=host,
         port=port,
         api_key=os.environ.get(API_KEY_ENV) or None,
@@ -105,6 +105,18 @@ def serve(
         max_model_len=max_model_len,
         on_ready=lambda url: err(f"serving at {url}/v1 (Ctrl-C drains and stops)"),
     )
+
+
+def _adapters(values: list[str]) -> dict[str, str]:
+    adapters: dict[str, str] = {}
+    for value in values:
+        name, path = _pair(value)
+        if name in adapters:
+            raise RecipeInputError(
+                Problem(f"adapter '{name}' is given twice", field="--adapter", hint="one NAME each")
+            )
+        adapters[name] = path
+    return adapters
 
 
 def _pair(text: str) -> tuple[str, str]:

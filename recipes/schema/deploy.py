@@ -9,26 +9,94 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from recipes.schema.common import Section
-from recipes.schema.compute import Accelerator
+from recipes.schema.common import Duration, Section
+from recipes.schema.compute import ACCELERATORS
+
+# One Literal (not a union with "auto"), so a typo gives one message listing every value.
+DeployAccelerator = Literal[("auto", *ACCELERATORS)]  # type: ignore[misc]
 
 EndpointProvider = Literal["aws", "azure", "gcp"]
 
 
 class CanaryGates(Section):
+    """What the candidate must show before it takes all the traffic.
+
+    error_rate_max and p95_ms_max are measured on the candidate's own live traffic during
+    the bake; the quality gates on its answers to the recipe's golden set (eval.golden),
+    sent to the candidate alone before it takes any traffic. Every gate needs its
+    minimum sample: too little data is inconclusive and holds the release."""
+
     error_rate_max: float | None = Field(
         default=None, ge=0, le=1, description="Roll back if the canary's error rate exceeds this."
     )
     p95_ms_max: float | None = Field(
         default=None, gt=0, description="Roll back if the canary's p95 latency exceeds this (ms)."
     )
+    macro_f1_min: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Roll back if the candidate's golden-set macro-F1 is below this.",
+    )
+    exact_match_min: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Roll back if the candidate's golden-set exact match is below this.",
+    )
+    max_regression: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Roll back if the candidate's golden-set score is worse than the stable "
+        "version's by more than this (absolute, e.g. 0.02).",
+    )
 
 
 class CanarySpec(Section):
     percent: int = Field(default=10, ge=1, le=100, description="Traffic share for the canary.")
+    steps: list[int] | None = Field(
+        default=None,
+        description="Traffic shares to go through before 100, e.g. [10, 50] (default: [percent]).",
+    )
     gates: CanaryGates = Field(default_factory=CanaryGates, description="Promotion gates.")
+    min_requests: int = Field(
+        default=100,
+        ge=1,
+        description="Live requests the candidate must have served at a step before its error "
+        "rate and latency decide anything.",
+    )
+    min_golden: int = Field(
+        default=20,
+        ge=1,
+        description="Golden examples the candidate must have answered before a quality gate "
+        "decides anything.",
+    )
+    bake: Duration = Field(
+        default=600,
+        description="How long to watch each step before deciding ('10m'); without enough "
+        "requests by then the release is held (inconclusive), never promoted.",
+    )
+    termination_wait: Duration = Field(
+        default=300,
+        description="How long the old version stays deployed, without traffic, after a "
+        "promotion before it is removed ('5m').",
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: list[int] | None) -> list[int] | None:
+        if steps is None:
+            return None
+        if not steps or any(not 1 <= s <= 99 for s in steps) or steps != sorted(set(steps)):
+            raise ValueError("steps must be increasing percentages between 1 and 99, e.g. [10, 50]")
+        return steps
+
+    def shares(self) -> list[int]:
+        """The traffic shares the candidate goes through before 100."""
+        return list(self.steps) if self.steps else ([self.percent] if self.percent < 100 else [])
 
 
 class DeploySpec(Section):
@@ -45,7 +113,7 @@ class DeploySpec(Section):
         "endpoints need at least 1; 0 only locally).",
     )
     max_replicas: int = Field(default=1, ge=1, description="Most serving replicas (autoscaling).")
-    accelerator: Accelerator | Literal["auto"] = Field(
+    accelerator: DeployAccelerator = Field(  # type: ignore[valid-type]
         default="auto",
         description="GPU per replica; auto = the cheapest single-GPU offer whose memory holds "
         "the model (bf16 weights plus room for the KV cache).",
