@@ -44,12 +44,14 @@ __all__ = [
     "JobBackend",
     "Plan",
     "ProviderError",
+    "ReleaseBackend",
     "Request",
     "RunIdentity",
     "RunRef",
     "RunStatus",
     "ServingSpec",
     "State",
+    "TrafficSample",
 ]
 
 
@@ -387,4 +389,55 @@ class EndpointBackend(Protocol):
 
     def delete_endpoint(self, ref: EndpointRef) -> None:
         """Remove the endpoint and what the deploy created for it; absent is fine."""
+        ...
+
+
+# --- releases --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrafficSample:
+    """One deployment's own live traffic since a moment: what the canary gates read."""
+
+    deployment: str
+    requests: int
+    errors: int  # 5xx and failed connections; a client's own 4xx is not the server's error
+    p95_ms: float | None
+    since: float
+    until: float
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+
+@runtime_checkable
+class ReleaseBackend(Protocol):
+    """What a canary release needs of an endpoint backend, beyond deploying.
+
+    The candidate runs beside the stable version; traffic moves between them by weight;
+    a probe reaches one deployment only; each deployment's own traffic is measured.
+    """
+
+    name: str
+
+    def deploy_candidate(self, plan: EndpointPlan, stable: EndpointRef | None) -> EndpointRef:
+        """Deploy the plan's version beside `stable` with no live traffic (idempotent); with
+        no stable version the endpoint is created for it."""
+        ...
+
+    def set_traffic(self, ref: EndpointRef, weights: dict[str, int]) -> None:
+        """Live traffic shares by deployment, in percent (summing to 100)."""
+        ...
+
+    def invoke_deployment(
+        self, ref: EndpointRef, deployment: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One chat request to that deployment alone (not counted as live traffic)."""
+        ...
+
+    def traffic(self, ref: EndpointRef, deployment: str, since: float) -> TrafficSample: ...
+
+    def retire(self, ref: EndpointRef, deployment: str) -> None:
+        """Remove a deployment that has no traffic (absent is fine)."""
         ...
