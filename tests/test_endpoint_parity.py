@@ -57,9 +57,7 @@ def plans() -> dict[str, EndpointPlan]:
         for name, value in SECRETS.items():
             patch.setenv(name, value)
         recipe = load_recipe(RECIPE, OVERRIDES).resolved()
-        return {
-            c: registry.endpoint_backend(c).plan_endpoint(recipe, artifact(c)) for c in CLOUDS
-        }
+        return {c: registry.endpoint_backend(c).plan_endpoint(recipe, artifact(c)) for c in CLOUDS}
 
 
 def view(plan: EndpointPlan) -> dict[str, Any]:
