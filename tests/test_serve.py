@@ -437,6 +437,66 @@ def test_a_waiting_client_that_leaves_frees_its_queue_place(server: Running) -> 
         engine.resume()
 
 
+def _held_together(server: Running, calls: list[Callable[[], Any]]) -> list[dict[str, Any]]:
+    """Run the calls with the engine paused until all are queued: one batch takes them."""
+    engine = server.state.engine
+    engine.pause()
+    try:
+        started = [_in_background(call) for call in calls]
+        wait_until(lambda: engine.load()[0] == len(calls))
+    finally:
+        engine.resume()
+    for thread, _ in started:
+        thread.join(60)
+    wait_until(lambda: engine.load() == (0, 0))
+    return [result for _, result in started]
+
+
+@pytest.mark.parametrize("temperature", [1e-40, 1e-300, 1e-6])
+def test_a_tiny_temperature_is_greedy_and_fails_no_neighbour(
+    server: Running, client: openai.OpenAI, temperature: float
+) -> None:
+    def ask(t: float) -> Callable[[], Any]:
+        return lambda: client.chat.completions.create(
+            model=BASE, messages=HELLO, max_tokens=8, temperature=t, extra_body={"ignore_eos": True}
+        )
+
+    bystander, tiny = _held_together(server, [ask(0), ask(temperature)])
+    assert "error" not in bystander and "error" not in tiny, (bystander, tiny)
+    greedy = bystander["value"].choices[0].message.content
+    assert tiny["value"].choices[0].message.content == greedy
+    assert tiny["value"].usage.completion_tokens == 8
+
+
+def test_a_request_whose_sampling_fails_fails_alone(
+    server: Running, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("probability tensor contains either inf, nan or element < 0")
+
+    monkeypatch.setattr(torch, "multinomial", broken)  # only sampled rows call it
+
+    def ask_sampled() -> Any:
+        return client.chat.completions.create(
+            model=BASE, messages=HELLO, max_tokens=8, temperature=1.0
+        )
+
+    greedy, sampled = _held_together(
+        server,
+        [
+            lambda: client.chat.completions.create(model=BASE, messages=HELLO, **fixed(8)),
+            ask_sampled,
+        ],
+    )
+    assert "error" not in greedy, greedy
+    assert greedy["value"].usage.completion_tokens == 8
+    error = sampled["error"]
+    assert isinstance(error, openai.InternalServerError)
+    assert _error(error)["message"] == "generation failed; see the server log"
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 
@@ -510,6 +570,102 @@ def test_a_wrong_or_missing_key_is_401(server: Running) -> None:
     response = httpx.post(f"{server.url}/v1/completions", json={})
     assert response.status_code == 401  # before the body is even looked at
     assert httpx.get(f"{server.url}/metrics").status_code == 200  # scrapers need no key
+
+
+@pytest.mark.parametrize(
+    ("value", "status"),
+    [
+        (f"bearer {KEY}", 200),
+        (f"BEARER {KEY}", 200),
+        (f"Bearer  {KEY}", 200),
+        (f"Basic {KEY}", 401),
+        (f"Bearer{KEY}", 401),
+        (KEY, 401),
+    ],
+)
+def test_the_auth_scheme_is_case_insensitive(server: Running, value: str, status: int) -> None:
+    response = httpx.get(f"{server.url}/v1/models", headers={"authorization": value})
+    assert response.status_code == status  # RFC 7235 §2.1: the scheme is case-insensitive
+
+
+def _timed_health(url: str) -> float:
+    start = time.perf_counter()
+    assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+    return time.perf_counter() - start
+
+
+def test_a_huge_body_is_413_at_once_and_health_stays_quick(server: Running) -> None:
+    body = json.dumps(
+        {"model": BASE, "messages": [{"role": "user", "content": "word " * 2_000_000}]}
+    )
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    url = f"{server.url}/v1/chat/completions"
+    thread, result = _in_background(
+        lambda: httpx.post(url, content=body, headers=headers, timeout=60)
+    )
+    time.sleep(0.2)
+    assert _timed_health(server.url) < 1.0
+    thread.join(60)
+    response = result["value"]
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == "request_too_large" and error["type"] == "invalid_request_error"
+
+
+def test_a_huge_chunked_body_is_413_too(server: Running) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"model": "builtin:tiny-chat", "messages": [{"role": "user", "content": "'
+        for _ in range(100):
+            yield b"word " * 20_000  # 10 MB in all, without a Content-Length
+        yield b'"}]}'
+
+    response = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        content=chunks(),
+        headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_small_chunked_body_still_works(server: Running) -> None:
+    body = json.dumps(
+        {"model": BASE, "prompt": "Hello", "max_tokens": 2, "ignore_eos": True}
+    ).encode()
+    response = httpx.post(
+        f"{server.url}/v1/completions",
+        content=iter([body[:10], body[10:]]),
+        headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["completion_tokens"] == 2
+
+
+def test_a_prompt_longer_than_the_context_can_hold_is_refused_untokenized(
+    server: Running, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokenizer = server.state.loaded.served[BASE].tokenizer
+    calls = []
+    original = tokenizer.apply_chat_template
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tokenizer, "apply_chat_template", spy)
+    long = [{"role": "user", "content": "x" * 200_000}]  # 1024 tokens hold ~20k characters
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=BASE, messages=long, max_tokens=2)
+    error = _error(caught.value)
+    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    assert "1024" in error["message"] and "characters" in error["message"]
+    assert not calls, "the prompt was tokenized"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model=BASE, prompt="x" * 200_000, max_tokens=2)
+    assert _error(caught.value)["code"] == "context_length_exceeded"
+    assert "characters" in _error(caught.value)["message"]
 
 
 def test_unknown_routes_are_404_in_openai_shape(server: Running) -> None:
@@ -609,6 +765,32 @@ def test_draining_refuses_new_requests_and_finishes_those_in_flight(small: Runni
     assert result["value"].choices[0].finish_reason == "length"
     small.thread.join(30)  # the drain ended and the server exited by itself
     assert not small.thread.is_alive()
+
+
+def test_tokenizing_a_long_prompt_runs_off_the_event_loop(
+    small: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from providers.local.server.api import INLINE_TOKENIZE_CHARS
+
+    tokenizer = small.state.loaded.served[BASE].tokenizer
+    original = tokenizer.apply_chat_template
+    entered = threading.Event()
+
+    def slow(*args: Any, **kwargs: Any) -> Any:  # a long prompt's seconds of tokenizing
+        entered.set()
+        time.sleep(2)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tokenizer, "apply_chat_template", slow)
+    client = small.client(key=None)
+    long = [{"role": "user", "content": "x" * (INLINE_TOKENIZE_CHARS + 1)}]
+    thread, result = _in_background(
+        lambda: client.chat.completions.create(model=BASE, messages=long, max_tokens=2)
+    )
+    assert entered.wait(30)
+    assert _timed_health(small.url) < 1.0
+    thread.join(30)
+    assert _error(result["error"])["code"] == "context_length_exceeded"  # once tokenized
 
 
 def test_a_non_loopback_host_needs_a_key() -> None:

@@ -13,9 +13,10 @@ HTTP surface (api.py): GET /v1/models (vLLM-style cards: adapters carry `parent`
 GET /health (200 ready, 503 starting or draining), GET /metrics (Prometheus). Errors are
 OpenAI-shaped {"error": {message, type, param, code}}: 400 bad or malformed body (400,
 not FastAPI's 422, like OpenAI and vLLM), 400 context or max_tokens over the limits,
-401 wrong or missing key, 404 unknown model (the message lists the served ones), 429
+401 wrong or missing key, 404 unknown model (the message lists the served ones), 413
+a body over max(4 MiB, 64 bytes per context token) (gate.py), 429
 queue full (Retry-After: 1), 503 not ready or draining, 500 never with a traceback.
-With an api_key, every /v1/* route needs `Authorization: Bearer KEY`; /health and
+With an api_key, every /v1/* route needs `Authorization: Bearer KEY` (any case); /health and
 /metrics stay open for probes and scrapers. Extensions (vLLM's names): `ignore_eos`,
 `min_tokens`.
 
@@ -32,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from providers.local.server.config import ServeConfig, check_settings, cpu_threads
+from providers.local.server.config import ServeConfig, check_settings, cpu_threads, listen
 from providers.local.server.models import AdapterSpec, BaseSpec, ResolvedModels, resolve
 
 if TYPE_CHECKING:
@@ -66,23 +67,33 @@ def build_app(config: ServeConfig) -> FastAPI:
 
 def serve(config: ServeConfig, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain: new requests get 503 while those in flight
-    finish (up to config.drain_timeout). on_ready gets the base URL once listening."""
-    from providers.local.server.runner import (
-        DrainingServer,
-        ensure_logging,
-        set_threads,
-        uvicorn_config,
-    )
+    finish (up to config.drain_timeout). on_ready gets the base URL once listening (the
+    real port when config.port is 0).
 
-    ensure_logging()
+    The port is bound before the model loads (and before torch is imported): a port in
+    use or a host that does not resolve is a RecipeInputError at once."""
     check_settings(config)
-    # Process-wide, hence here and not in build_app: tests build apps in their own process.
-    set_threads(cpu_threads(config.threads))
-    app = build_app(config)
-    server = DrainingServer(
-        uvicorn_config(app, config.host, config.port, config.drain_timeout),
-        app.state.serving,
-        config.drain_timeout,
-        on_ready,
-    )
-    server.run()
+    sockets = listen(config.host, config.port)
+    try:
+        from providers.local.server.runner import (
+            DrainingServer,
+            ensure_logging,
+            set_threads,
+            uvicorn_config,
+        )
+
+        ensure_logging()
+        # Process-wide, hence here and not in build_app: tests build apps in their own process.
+        set_threads(cpu_threads(config.threads))
+        app = build_app(config)
+        port = sockets[0].getsockname()[1]
+        server = DrainingServer(
+            uvicorn_config(app, config.host, port, config.drain_timeout),
+            app.state.serving,
+            config.drain_timeout,
+            on_ready,
+        )
+        server.run(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 from recipes.errors import Problem, RecipeInputError
 
@@ -98,3 +101,66 @@ def cpu_threads(asked: int | None) -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, cores - 1)
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address of `host` (one port; 0 picks a free one), opened
+    before the model loads: a port in use or a host that does not resolve is a one-line
+    RecipeInputError at once, and nobody can take the port while the model loads.
+    Connections made meanwhile wait in the backlog until the server starts."""
+    address = host.strip("[]")  # "[::1]" as in a URL
+    try:
+        infos = socket.getaddrinfo(
+            address or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise RecipeInputError(
+            Problem(f"cannot resolve host {host!r}: {reason}", file="command line", field="--host")
+        ) from None
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, Any]] = set()
+    try:
+        for family, kind, proto, _name, sockaddr in infos:
+            if (family, sockaddr) in seen:
+                continue
+            seen.add((family, sockaddr))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:  # one free port for every address
+                sockaddr = (sockaddr[0], sockets[0].getsockname()[1], *sockaddr[2:])
+            sock.bind(sockaddr)
+            sock.listen(2048)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise RecipeInputError(_bind_problem(host, port, exc)) from None
+    return sockets
+
+
+def _bind_problem(host: str, port: int, exc: OSError) -> Problem:
+    if exc.errno == errno.EADDRINUSE:
+        return Problem(
+            f"port {port} on {host} is in use",
+            file="command line",
+            field="--port",
+            hint="stop what listens there, or pick another port",
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return Problem(
+            f"{host} is not an address of this machine", file="command line", field="--host"
+        )
+    if exc.errno == errno.EACCES:
+        return Problem(
+            f"port {port} on {host}: permission denied (ports below 1024 need privileges)",
+            file="command line",
+            field="--port",
+        )
+    return Problem(
+        f"cannot listen on {host} port {port}: {exc.strerror or exc}",
+        file="command line",
+        field="--host",
+    )

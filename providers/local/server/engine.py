@@ -34,6 +34,12 @@ from providers.local.server.text import IncrementalText
 
 log = logging.getLogger("recipe.serve")
 
+# Temperatures below this sample like 0 (greedy): logits / 1e-40 overflow float32 to inf,
+# and softmax then gives NaN. At 1e-5 a logit gap of 0.001 is already e^100 apart, so
+# the sample is the argmax anyway (up to exact ties).
+GREEDY_BELOW = 1e-5
+FAILED = "generation failed; see the server log"
+
 
 class _Row:
     """A request in the running batch."""
@@ -48,7 +54,9 @@ class _Row:
         self.finished = False
         self.text = IncrementalText(handle.model.tokenizer, handle.params.stop)
         self.generator = None
-        if self.params.temperature > 0:  # per-request generator: a seed reproduces a sample
+        if (
+            self.params.temperature >= GREEDY_BELOW
+        ):  # per-request generator: a seed reproduces a sample
             self.generator = torch.Generator(device=device)
             if self.params.seed is None:
                 self.generator.seed()
@@ -159,9 +167,9 @@ class Engine:
                         self._prefill(new)
                     if self._rows:
                         self._decode()
-                except Exception:  # a failed step fails its rows, not the server
+                except Exception:  # a failed forward pass fails its rows, not the server
                     log.exception("generation step failed")
-                    self._fail_all(new or [], "generation failed; see the server log")
+                    self._fail_all(new or [], FAILED)
         self._fail_all([], "the server is shutting down")
         self._fail_waiting("the server is shutting down")
 
@@ -211,11 +219,18 @@ class Engine:
 
     def _prefill(self, handles: list[Handle]) -> None:
         device = self.loaded.device
-        rows = [_Row(h, device) for h in handles if not h.cancelled]
+        rows = []
         for handle in handles:
             if handle.cancelled:
                 self._release(handle)
                 handle.done = True
+                continue
+            try:
+                rows.append(_Row(handle, device))
+            except Exception:  # this request's own setup: it alone fails
+                log.exception("a request could not be set up")
+                handle.push(Failed(FAILED))
+                self._release(handle)
         for group in prefill_groups(rows, self._mergeable):
             self._prefill_group(group)
         self._compact()
@@ -325,27 +340,21 @@ class Engine:
         self._compact()
 
     def _sample(self, logits: Any, rows: list[_Row]) -> list[int]:
-        """Greedy for temperature 0, else temperature + top-p (nucleus) with the row's
-        own generator: one request's seed does not depend on its batch neighbours."""
+        """Greedy for temperature 0 (or below GREEDY_BELOW), else temperature + top-p
+        (nucleus) with the row's own generator: one request's seed does not depend on
+        its batch neighbours. A row whose sampling raises fails alone (_fail_row)."""
         logits = logits.float()
         for i, row in enumerate(rows):
             if row.suppress_eos() and row.model.eos_ids:
                 logits[i, list(row.model.eos_ids)] = float("-inf")
         chosen = logits.argmax(-1).tolist()
         for i, row in enumerate(rows):
-            if row.generator is None:
+            if row.generator is None or row.finished:
                 continue
-            probs = torch.softmax(logits[i] / row.params.temperature, dim=-1)
-            if row.params.top_p < 1.0:
-                # Keep the smallest set of tokens whose mass reaches top_p (the first
-                # token always stays), as transformers' TopPLogitsWarper does.
-                sorted_probs, order = probs.sort(descending=True)
-                drop = sorted_probs.cumsum(0) - sorted_probs > row.params.top_p
-                sorted_probs[drop] = 0.0
-                pick = torch.multinomial(sorted_probs, 1, generator=row.generator)
-                chosen[i] = int(order[pick])
-            else:
-                chosen[i] = int(torch.multinomial(probs, 1, generator=row.generator))
+            try:
+                chosen[i] = sample_row(logits[i], row.params, row.generator, chosen[i])
+            except Exception:
+                self._fail_row(row)
         return chosen
 
     def _advance(self, rows: list[_Row], tokens: list[int]) -> None:
@@ -360,7 +369,11 @@ class Engine:
                 self._finish(row, "", "stop")
                 continue
             row.last_token = token
-            delta = row.text.add(token)
+            try:
+                delta = row.text.add(token)
+            except Exception:  # this row's detokenizing: it alone fails
+                self._fail_row(row)
+                continue
             if row.text.stopped:
                 self._finish(row, delta, "stop")
             elif row.generated >= row.params.max_tokens:
@@ -402,6 +415,15 @@ class Engine:
             self._running -= 1
         self.metrics.running.labels(model=handle.model.id).dec()
 
+    def _fail_row(self, row: _Row) -> None:
+        """One row's own step failed (its sampling, its text): it alone gets Failed; the
+        next _compact drops it from the batch. Called inside an `except` block."""
+        log.exception("generation failed for one request (%s)", row.model.id)
+        row.finished = True
+        self.metrics.generated_tokens.labels(model=row.model.id).inc(row.generated)
+        if not row.handle.done:
+            row.handle.push(Failed(FAILED))
+
     def _fail_all(self, new: list[Handle], message: str) -> None:
         """After a failed step: the batch and the requests being admitted get Failed."""
         for handle in [row.handle for row in self._rows] + new:
@@ -416,6 +438,26 @@ class Engine:
         for handle in waiting:
             self.metrics.queue_depth.labels(model=handle.model.id).dec()
             handle.push(Failed(message))
+
+
+def sample_row(logits: Any, params: Any, generator: Any, greedy: int) -> int:
+    """One token from one row's float32 logits at params.temperature (>= GREEDY_BELOW)
+    and params.top_p. log_softmax subtracts the max first, so no exp overflows; if the
+    distribution still is not finite (a row of -inf, an inf logit), greedy's token."""
+    logprobs = torch.log_softmax(logits / params.temperature, dim=-1)
+    probs = logprobs.exp()
+    if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
+        return greedy
+    if params.top_p < 1.0:
+        # Keep the smallest set of tokens whose mass reaches top_p (the first token
+        # always stays), as transformers' TopPLogitsWarper does.
+        sorted_probs, order = probs.sort(descending=True)
+        drop = sorted_probs.cumsum(0) - sorted_probs > params.top_p
+        drop[0] = False
+        sorted_probs[drop] = 0.0
+        pick = torch.multinomial(sorted_probs, 1, generator=generator)
+        return int(order[pick])
+    return int(torch.multinomial(probs, 1, generator=generator))
 
 
 def prefill_groups(rows: list[Any], mergeable: bool, waste: float = 1.25) -> list[list[Any]]:

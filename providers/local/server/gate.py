@@ -16,6 +16,13 @@ from providers.local.server.handles import Handle, NotAccepting, QueueFull
 from providers.local.server.metrics import ServerMetrics
 from providers.local.server.models import LoadedModels, ServedModel
 
+# Request bodies above max(MIN_BODY_LIMIT, BODY_BYTES_PER_TOKEN * max_model_len) get 413
+# before they are read: a prompt that fits the context is far smaller (a token is a few
+# characters, at most 12 bytes each as JSON escapes; a token id is a few digits), and a
+# huge body would otherwise be parsed on the event loop, stalling every other request.
+MIN_BODY_LIMIT = 4 * 2**20
+BODY_BYTES_PER_TOKEN = 64
+
 ROUTES = ("/v1/models", "/v1/chat/completions", "/v1/completions", "/health", "/metrics")
 GENERATION = ("/v1/chat/completions", "/v1/completions")
 
@@ -38,6 +45,7 @@ class ServingState:
         self.draining = False
         self.in_flight = 0  # generation requests between arrival and their last byte
         self.created = int(time.time())
+        self.max_body = body_limit(loaded.max_model_len)
 
     def model(self, name: str) -> ServedModel:
         served = self.loaded.served.get(name)
@@ -80,18 +88,68 @@ class ServingState:
         return self.in_flight == 0
 
 
+def body_limit(max_model_len: int) -> int:
+    return max(MIN_BODY_LIMIT, BODY_BYTES_PER_TOKEN * max_model_len)
+
+
 class Gate:
     def __init__(self, app: Any, state: ServingState):
         self.app = app
         self.state = state
         key = state.config.api_key
-        self.expected = f"Bearer {key}".encode() if key else None
+        self.key = key.encode() if key else None
 
     def _authorized(self, scope: dict[str, Any]) -> bool:
+        """`Authorization: Bearer KEY`; the scheme is case-insensitive (RFC 7235 §2.1)."""
         for name, value in scope.get("headers", []):
             if name == b"authorization":
-                return hmac.compare_digest(value, self.expected or b"")
+                scheme, _, token = value.strip().partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(
+                    token.strip(), self.key or b""
+                )
         return False
+
+    def _too_large(self, scope: dict[str, Any]) -> APIError | None:
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    return None  # the HTTP server answers a bad length itself
+                if declared > self.state.max_body:
+                    return self._refusal()
+        return None
+
+    def _refusal(self) -> APIError:
+        return APIError(
+            413,
+            f"the request body is larger than this server's limit of {self.state.max_body} "
+            "bytes (far more than a prompt that fits the model's context)",
+            code="request_too_large",
+            headers={"connection": "close"},
+        )
+
+    async def _buffered(self, scope: dict[str, Any], receive: Any) -> tuple[Any, bool]:
+        """A body without Content-Length (chunked): read it here, up to the limit, and
+        replay it to the app. (receive, False) when it is over the limit."""
+        if any(name == b"content-length" for name, _ in scope.get("headers", [])):
+            return receive, True
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.state.max_body:
+                return receive, False
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Any:
+            return messages.pop(0) if messages else await receive()
+
+        return replay, True
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -112,13 +170,20 @@ class Gate:
         if generation:
             self.state.in_flight += 1
         try:
-            if self.expected and path.startswith("/v1/") and not self._authorized(scope):
+            error = None
+            if self.key and path.startswith("/v1/") and not self._authorized(scope):
                 error = APIError(
                     401,
                     "Incorrect or missing API key: send Authorization: Bearer <key>",
                     code="invalid_api_key",
                     headers={"www-authenticate": "Bearer"},
                 )
+            elif scope.get("method") not in ("GET", "HEAD"):
+                error = self._too_large(scope)
+                if error is None:
+                    receive, fits = await self._buffered(scope, receive)
+                    error = None if fits else self._refusal()
+            if error is not None:
                 await error.response()(scope, receive, send_status)
             else:
                 await self.app(scope, receive, send_status)

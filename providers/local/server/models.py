@@ -309,8 +309,8 @@ def load(resolved: ResolvedModels, max_model_len: int | None) -> LoadedModels:
     try:
         tokenizer = AutoTokenizer.from_pretrained(base.location, **options)
         model = AutoModelForCausalLM.from_pretrained(base.location, dtype=dtype, **options)
-    except (OSError, ValueError) as exc:
-        raise _fail(f"{base.location}: cannot load the model: {exc}") from None
+    except Exception as exc:  # safetensors' SafetensorError is a bare Exception, too
+        raise _fail(f"{base.location}: cannot load the model: {_reason(exc)}") from None
     model.to(device)
     context = _context_length(model, tokenizer)
     if max_model_len is not None:
@@ -344,13 +344,22 @@ def load(resolved: ResolvedModels, max_model_len: int | None) -> LoadedModels:
 def _attach_adapters(model: Any, adapters: tuple[AdapterSpec, ...]) -> Any:
     from peft import PeftModel
 
+    spec = adapters[0]
     try:
-        peft_model = PeftModel.from_pretrained(model, adapters[0].path, adapter_name="a0")
+        peft_model = PeftModel.from_pretrained(model, spec.path, adapter_name="a0")
         for index, spec in enumerate(adapters[1:], start=1):
             peft_model.load_adapter(spec.path, adapter_name=f"a{index}")
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise _fail(f"cannot load adapter: {exc}", "adapters") from None
+    except Exception as exc:  # a corrupt file raises anything (SafetensorError: Exception)
+        raise _fail(f"{spec.path}: cannot load adapter: {_reason(exc)}", "adapters") from None
     return peft_model
+
+
+def _reason(exc: Exception) -> str:
+    """An exception as one line: its first non-empty line, or its type's name."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
 
 
 def _adapter_tokenizer(spec: AdapterSpec, base_tokenizer: Any) -> Any:
@@ -361,9 +370,9 @@ def _adapter_tokenizer(spec: AdapterSpec, base_tokenizer: Any) -> Any:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.path, local_files_only=True)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # a corrupt tokenizer.json raises tokenizers' own Exception
         field_name = f"adapters.{spec.name}"
-        raise _fail(f"{spec.path}: cannot load its tokenizer: {exc}", field_name) from None
+        raise _fail(f"{spec.path}: cannot load its tokenizer: {_reason(exc)}", field_name) from None
     if len(tokenizer) != len(base_tokenizer):
         raise _fail(
             f"{spec.path}: its tokenizer has {len(tokenizer)} tokens, the base's "

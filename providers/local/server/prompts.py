@@ -4,6 +4,8 @@ them)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from providers.local.server import schemas
 from providers.local.server.errors import APIError
 from providers.local.server.gate import ServingState
@@ -11,6 +13,32 @@ from providers.local.server.handles import SamplingParams
 from providers.local.server.models import ServedModel
 
 MAX_STOP = 16
+# A token is at most this many characters long for the budget below, even when the
+# vocabulary's longest token is shorter: generous, so that no prompt that fits is refused.
+MIN_CHARS_PER_TOKEN = 16
+
+
+def char_budget(tokenizer: Any, context: int) -> int:
+    """The most characters a prompt of `context` tokens can have: context times the
+    longest token (in characters, at least MIN_CHARS_PER_TOKEN). Every character of the
+    text is in some token (byte-level BPE and SentencePiece with byte fallback drop
+    none), so a longer prompt cannot fit and is refused without tokenizing it."""
+    try:
+        longest = max((len(token) for token in tokenizer.get_vocab()), default=0)
+    except Exception:  # a tokenizer without a vocabulary listing: the bound alone
+        longest = 0
+    return context * max(longest, MIN_CHARS_PER_TOKEN)
+
+
+def too_long(chars: int, budget: int, context: int, param: str) -> APIError:
+    return APIError(
+        400,
+        f"This model's maximum context length is {context} tokens. However, your "
+        f"{param} has {chars} characters, more than {budget} (what {context} tokens can "
+        "hold at most). Please reduce the length of the prompt.",
+        param=param,
+        code="context_length_exceeded",
+    )
 
 
 def sampling(
@@ -63,7 +91,11 @@ def sampling(
     )
 
 
-def encode_chat(served: ServedModel, messages: list[schemas.ChatMessage]) -> list[int]:
+def encode_chat(
+    served: ServedModel, messages: list[schemas.ChatMessage], context: int, budget: int
+) -> list[int]:
+    """The prompt's token ids (slow for a long prompt: call it off the event loop).
+    `budget`: char_budget(); messages with more characters are refused untokenized."""
     tokenizer = served.tokenizer
     if not getattr(tokenizer, "chat_template", None):
         raise APIError(400, f"{served.id} has no chat template; use /v1/completions", param="model")
@@ -71,6 +103,9 @@ def encode_chat(served: ServedModel, messages: list[schemas.ChatMessage]) -> lis
         {"role": "system" if m.role == "developer" else m.role, "content": schemas.message_text(m)}
         for m in messages
     ]
+    chars = sum(len(m["content"]) for m in conversation)
+    if chars > budget:
+        raise too_long(chars, budget, context, "messages")
     try:
         text = tokenizer.apply_chat_template(
             conversation, add_generation_prompt=True, tokenize=False
@@ -83,13 +118,18 @@ def encode_chat(served: ServedModel, messages: list[schemas.ChatMessage]) -> lis
     return list(ids)
 
 
-def encode_prompt(served: ServedModel, prompt: str | list[str] | list[int]) -> list[int]:
+def encode_prompt(
+    served: ServedModel, prompt: str | list[str] | list[int], context: int, budget: int
+) -> list[int]:
+    """As encode_chat, for /v1/completions: text, or token ids checked against the vocabulary."""
     if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
         if len(prompt) != 1:
             raise APIError(
                 400, "one prompt per request: send the others separately", param="prompt"
             )
         prompt = prompt[0]
+    if isinstance(prompt, str) and len(prompt) > budget:
+        raise too_long(len(prompt), budget, context, "prompt")
     if isinstance(prompt, str):
         try:
             ids = list(served.tokenizer(prompt)["input_ids"])

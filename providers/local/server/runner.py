@@ -46,7 +46,7 @@ class DrainingServer(uvicorn.Server):
         if not self.started or not self.servers:
             return
         port = self.servers[0].sockets[0].getsockname()[1]  # the real one when port=0
-        host = self.config.host
+        host = self.config.host.strip("[]")
         self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         if self.on_ready is not None:
             self.on_ready(self.url)
