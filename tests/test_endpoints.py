@@ -5,64 +5,18 @@ invoked with the official OpenAI client, found again, and deleted."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from providers.base import RunRef, State
 from recipes.app import endpoints
-from recipes.app.ledger import Ledger
 from recipes.cost.catalog import load as load_catalog
 from recipes.cost.serving import HOURS_PER_MONTH, check_endpoint_budget, estimate_endpoint
 from recipes.errors import RecipeInputError
 from recipes.loader import load_recipe
-from tests.conftest import CLI, tiny_recipe
+from tests.conftest import CLI, finished_run, tiny_recipe
 
 DEPLOY = {"endpoint": "tiny-triage"}
-
-
-@pytest.fixture(scope="session")
-def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (untrained) LoRA adapter on the builtin model, saved as a run saves one."""
-    from peft import LoraConfig, get_peft_model
-
-    from training_scripts import modeling
-
-    base = modeling.resolve_base("builtin:tiny-chat")
-    tokenizer = modeling.load_tokenizer(base, None, False)
-    from transformers import AutoModelForCausalLM
-
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(base),
-        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"),
-    )
-    target = tmp_path_factory.mktemp("adapter") / "adapter"
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    return target
-
-
-def finished_run(
-    home: Path,
-    recipe_file: Path,
-    adapter: Path,
-    state: str = "succeeded",
-    passed: bool | None = True,
-    run_id: str = "tiny-20261123-120000-0001",
-) -> str:
-    """A local run as the supervisor leaves it, recorded in the ledger."""
-    run_dir = home / run_id
-    run_dir.mkdir(parents=True)
-    recipe = load_recipe(recipe_file).resolved()
-    (run_dir / "recipe.json").write_text(json.dumps({"recipe": recipe.model_dump(mode="json")}))
-    (run_dir / "state.json").write_text(json.dumps({"state": state}))
-    if passed is not None:
-        (run_dir / "eval_report.json").write_text(json.dumps({"passed": passed}))
-    shutil.copytree(adapter, run_dir / "adapter")
-    ref = RunRef("local", run_id, {"run_dir": str(run_dir)})
-    Ledger(home / "ledger.sqlite").record(ref, recipe.name, str(recipe_file), State(state))
-    return run_id
 
 
 @pytest.fixture
