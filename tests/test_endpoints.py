@@ -32,9 +32,10 @@ def test_plan_of_a_local_run_shows_the_server_command(deployable: str, home: Pat
     assert (plan.provider, plan.endpoint) == ("local", "tiny-triage")
     assert plan.artifact.kind == "adapter" and plan.artifact.base_model == "builtin:tiny-chat"
     assert plan.serving.adapters == {"tiny": "adapter"}
-    (request,) = plan.requests
-    assert request.api == "local:serve"
+    request, route = plan.requests
+    assert (request.api, route.api) == ("local:serve", "local:route")
     assert request.body["command"][:3] == ["recipe", "serve", str(home / deployable)]
+    assert route.body["upstream"] == {plan.deployment: request.body["url"]}
     # Deterministic: the same run and deploy block give the same deployment and port.
     again = endpoints.prepare(deployable).plan
     assert (again.deployment, again.requests) == (plan.deployment, plan.requests)
@@ -147,7 +148,9 @@ def test_local_endpoint_deploy_invoke_again_delete(cli: CLI, deployable: str) ->
     try:
         status = cli.json("endpoint", "status", "tiny-triage")
         assert status["state"] == "ready"
-        assert status["url"] == shown["requests"][0]["body"]["url"]
+        assert [r["api"] for r in shown["requests"]] == ["local:serve", "local:route"]
+        assert status["url"] == shown["requests"][1]["body"]["url"]  # the endpoint's router
+        assert status["traffic"] == {shown["deployment"]: 100}
         client = OpenAI(base_url=status["url"] + "/v1", api_key="unused", max_retries=0)
         names = {m.id for m in client.models.list().data}
         assert {"builtin:tiny-chat", "tiny"} <= names

@@ -1,15 +1,20 @@
-"""Endpoints on this machine: `recipe serve` started in the background, one per deployment.
+"""Endpoints on this machine: `recipe serve` started in the background, one per deployment,
+behind a small weighted router per endpoint (providers/local/router.py).
 
-Plan names a loopback port derived from the deployment (the same deploy, the same port),
-so the plan shows exactly the command deploy starts. A deployment's files live under
-$RECIPE_HOME/endpoints/<endpoint>/<deployment>/ (state.json with pid and URL, server.log).
-A new deployment of the same endpoint starts beside the old one, and the old one stops
-once the new one answers /health: the stable name never points at nothing.
+Plan names loopback ports derived from the deployment and the endpoint (the same deploy,
+the same ports), so it shows exactly the commands deploy starts. Clients call the
+router's URL; it sends each request to a deployment by weight and keeps each one's
+own traffic statistics, which is what a canary release needs here (ReleaseBackend).
+Files live under $RECIPE_HOME/endpoints/<endpoint>/: router.json (upstreams, weights),
+router.pid.json, and <deployment>/ (state.json with pid and URL, server.log). A new
+deployment starts beside the old one, takes all the traffic once it answers, and only
+then is the old one stopped: the endpoint never points at nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -35,8 +40,10 @@ from providers.base import (
     ProviderError,
     Request,
     ServingSpec,
+    TrafficSample,
 )
 from providers.local import runtime as rt
+from providers.local.router import RouterClient, RouterError
 from recipes.cost.serving import EndpointEstimate
 from recipes.errors import Problem, RecipeInputError
 from recipes.home import runs_dir
@@ -44,14 +51,24 @@ from recipes.schema import Recipe
 
 HOST = "127.0.0.1"
 PORT_BASE, PORT_SPAN = 20000, 10000  # deterministic loopback ports: 20000-29999
+ROUTER_PORT_BASE = 30000  # routers: 30000-39999, never a deployment's port
 READY_TIMEOUT_S = 180.0  # loading the model on a busy 2-core machine
 STOP_TIMEOUT_S = 30.0
 SERVE_API = "local:serve"
+ROUTE_API = "local:route"
+ROUTER_STATE, ROUTER_PID = "router.json", "router.pid.json"
+ROUTER_READY_S = 30.0
 API_KEY_ENV = "RECIPE_SERVE_API_KEY"
 
 
 def port_of(version: str) -> int:
     return PORT_BASE + int(version, 16) % PORT_SPAN
+
+
+def router_port(endpoint: str, home: Path) -> int:
+    """From the endpoint's name and RECIPE_HOME: two homes on one machine do not collide."""
+    digest = hashlib.sha256(f"{home}\0{endpoint}".encode()).hexdigest()[:8]
+    return ROUTER_PORT_BASE + int(digest, 16) % PORT_SPAN
 
 
 class LocalEndpoints:
@@ -97,7 +114,7 @@ class LocalEndpoints:
             region="this machine",
             artifact=artifact,
             serving=spec,
-            requests=(Request(SERVE_API, body),),
+            requests=(Request(SERVE_API, body), self._route(block.endpoint, deployment, body)),
             compute={"instance_type": "this machine", "min_replicas": 1, "max_replicas": 1},
             tags={k: str(v) for k, v in tags.items()},
             estimate=EndpointEstimate(
@@ -113,23 +130,146 @@ class LocalEndpoints:
             ),
         )
 
+    def _route(self, endpoint: str, deployment: str, serve: dict[str, Any]) -> Request:
+        port = router_port(endpoint, self.home())
+        state = self.home() / endpoint / ROUTER_STATE
+        return Request(
+            ROUTE_API,
+            {
+                "command": ["python", "-m", "providers.local.router", "--port", str(port)]
+                + ["--state", str(state)],
+                "url": f"http://{HOST}:{port}",
+                "upstream": {deployment: serve["url"]},
+                "weights": {deployment: 100},
+                "then": "stop every other deployment of the endpoint",
+            },
+        )
+
     # --- deploy ----------------------------------------------------------------------
 
     def deploy(self, plan: EndpointPlan) -> Deployed:
-        (request,) = plan.requests
-        body = request.body
-        ref = EndpointRef(self.name, plan.endpoint, plan.deployment, {"url": body["url"]})
-        state = self._state(ref)
-        if (
-            state.get("deployment") == plan.deployment
-            and _alive(state.get("pid"))
-            and self._healthy(body["url"])
-        ):
-            return Deployed(ref, existing=True)
-        directory = self.home() / plan.endpoint / plan.deployment
-        self._start(body, directory)
-        self._retire_others(plan.endpoint, plan.deployment)
-        return Deployed(ref, created=(f"{SERVE_API} {plan.deployment} at {body['url']}",))
+        serve, route = (r.body for r in plan.requests)
+        ref = self._ref(plan)
+        created = self._ensure_server(plan, serve)
+        try:
+            created += self._ensure_router(plan.endpoint, route)
+            router = RouterClient(route["url"])
+            current = _call(router.state, "read the router's state")
+            upstreams = {**current.get("upstreams", {}), **route["upstream"]}
+            if (
+                current.get("upstreams") == route["upstream"]
+                and current.get("weights") == route["weights"]
+            ):
+                return Deployed(ref, existing=not created, created=tuple(created))
+            weights = {name: (100 if name == plan.deployment else 0) for name in upstreams}
+            _call(lambda: router.set_state(upstreams, weights), "move the traffic")
+        except BaseException:
+            if created:  # the server this call started serves nothing: stop it
+                directory = self.home() / plan.endpoint / plan.deployment
+                self._abandon(rt.read_json(directory / rt.STATE).get("pid"), directory)
+            raise
+        for other in [name for name in upstreams if name != plan.deployment]:
+            self.retire(ref, other)
+        return Deployed(ref, created=tuple(created))
+
+    def _ref(self, plan: EndpointPlan) -> EndpointRef:
+        serve, route = (r.body for r in plan.requests)
+        return EndpointRef(
+            self.name, plan.endpoint, plan.deployment, {"url": route["url"], "server": serve["url"]}
+        )
+
+    def _ensure_server(self, plan: EndpointPlan, body: dict[str, Any]) -> list[str]:
+        state = rt.read_json(self.home() / plan.endpoint / plan.deployment / rt.STATE)
+        if _alive(state.get("pid")) and self._healthy(body["url"]):
+            return []
+        self._start(body, self.home() / plan.endpoint / plan.deployment)
+        return [f"{SERVE_API} {plan.deployment} at {body['url']}"]
+
+    def _ensure_router(self, endpoint: str, body: dict[str, Any]) -> list[str]:
+        directory = self.home() / endpoint
+        pid = rt.read_json(directory / ROUTER_PID).get("pid")
+        if _alive(pid) and RouterClient(body["url"]).reachable():
+            return []
+        port = int(body["url"].rsplit(":", 1)[1])
+        if not _port_free(port):
+            raise ProviderError(
+                f"port {port} on {HOST} is in use by another program; the router of "
+                f"endpoint {endpoint} needs it",
+                ErrorKind.CONFLICT,
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        command = [self._python, *body["command"][1:]]
+        with (directory / "router.log").open("ab") as log:
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        rt.write_json_atomic(directory / ROUTER_PID, {"pid": process.pid, "url": body["url"]})
+        deadline = time.time() + ROUTER_READY_S
+        while time.time() < deadline and process.poll() is None:
+            if RouterClient(body["url"]).reachable():
+                return [f"{ROUTE_API} {endpoint} at {body['url']}"]
+            time.sleep(0.2)
+        _stop(process.pid)
+        tail = "\n".join(rt.tail(directory / "router.log", 10))
+        raise ProviderError(f"the router of {endpoint} did not start; its log ended with:\n{tail}")
+
+    # --- a canary release (ReleaseBackend) -------------------------------------------
+
+    def deploy_candidate(self, plan: EndpointPlan, stable: EndpointRef | None) -> EndpointRef:
+        serve, route = (r.body for r in plan.requests)
+        self._ensure_server(plan, serve)
+        self._ensure_router(plan.endpoint, route)
+        router = RouterClient(route["url"])
+        current = _call(router.state, "read the router's state")
+        upstreams = {**current.get("upstreams", {}), **route["upstream"]}
+        weights = {name: current.get("weights", {}).get(name, 0) for name in upstreams}
+        if not any(weights.values()):  # the endpoint's first version
+            weights[plan.deployment] = 100
+        _call(lambda: router.set_state(upstreams, weights), "add the candidate")
+        return self._ref(plan)
+
+    def set_traffic(self, ref: EndpointRef, weights: dict[str, int]) -> None:
+        router = RouterClient(ref.ids["url"])
+        _call(lambda: router.set_weights(weights), "set the traffic split")
+
+    def invoke_deployment(
+        self, ref: EndpointRef, deployment: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._post(ref.ids["url"], body, {"x-recipe-deployment": deployment})
+
+    def traffic(self, ref: EndpointRef, deployment: str, since: float) -> TrafficSample:
+        router = RouterClient(ref.ids["url"])
+        stats = _call(lambda: router.stats(deployment, since), "read the traffic statistics")
+        return TrafficSample(
+            deployment=deployment,
+            requests=int(stats.get("requests") or 0),
+            errors=int(stats.get("errors") or 0),
+            p95_ms=stats.get("p95_ms"),
+            since=since,
+            until=float(stats.get("window_end") or time.time()),
+        )
+
+    def retire(self, ref: EndpointRef, deployment: str) -> None:
+        router = RouterClient(ref.ids["url"])
+        current = _call(router.state, "read the router's state")
+        upstreams = dict(current.get("upstreams", {}))
+        weights = dict(current.get("weights", {}))
+        if weights.get(deployment):
+            raise ProviderError(
+                f"{deployment} still has {weights[deployment]}% of the traffic; not removed",
+                ErrorKind.CONFLICT,
+            )
+        if deployment in upstreams:
+            upstreams.pop(deployment)
+            weights.pop(deployment, None)
+            _call(lambda: router.set_state(upstreams, weights), "remove a deployment")
+        directory = self.home() / ref.endpoint / deployment
+        _stop(rt.read_json(directory / rt.STATE).get("pid"))
+        shutil.rmtree(directory, ignore_errors=True)
 
     def _start(self, body: dict[str, Any], directory: Path) -> None:
         port = int(body["url"].rsplit(":", 1)[1])
@@ -188,39 +328,40 @@ class LocalEndpoints:
         with contextlib.suppress(OSError):
             directory.parent.rmdir()  # the endpoint's directory, when this was its only one
 
-    def _retire_others(self, endpoint: str, keep: str) -> None:
-        for directory in sorted((self.home() / endpoint).glob("*")):
-            if directory.name != keep and directory.is_dir():
-                _stop(rt.read_json(directory / rt.STATE).get("pid"))
-                shutil.rmtree(directory, ignore_errors=True)
-
     # --- status / invoke / delete ----------------------------------------------------
 
-    def _state(self, ref: EndpointRef) -> dict[str, Any]:
-        return rt.read_json(self.home() / ref.endpoint / ref.deployment / rt.STATE)
-
     def endpoint_status(self, ref: EndpointRef) -> EndpointStatus:
-        state = self._state(ref)
         status = EndpointStatus(ref.endpoint, self.name, EndpointState.ABSENT)
-        if not state:
-            status.message = "no server was started for this deployment here"
+        directory = self.home() / ref.endpoint
+        pid = rt.read_json(directory / ROUTER_PID).get("pid")
+        if not _alive(pid):
+            status.message = "no router runs for this endpoint here"
             return status
-        status.url, status.deployment = state["url"], ref.deployment
-        if not _alive(state.get("pid")):
-            status.state, status.message = EndpointState.FAILED, "the server process exited"
-        elif self._healthy(state["url"]):
-            status.state, status.replicas = EndpointState.READY, 1
-            status.traffic = {ref.deployment: 100}
-        else:
-            status.state = EndpointState.CREATING
+        url = ref.ids.get("url", "")
+        status.url = url
+        try:
+            current = RouterClient(url).state()
+        except RouterError as exc:
+            status.state, status.message = EndpointState.FAILED, str(exc)
+            return status
+        status.traffic = {k: v for k, v in current.get("weights", {}).items() if v}
+        status.deployment = max(status.traffic, key=status.traffic.__getitem__, default="")
+        status.replicas = len(status.traffic)
+        healthy = RouterClient(url).healthy()
+        status.state = EndpointState.READY if healthy else EndpointState.FAILED
+        if not healthy:
+            status.message = "no deployment with traffic answers /health"
         return status
 
     def invoke(self, ref: EndpointRef, body: dict[str, Any]) -> dict[str, Any]:
-        url = self._state(ref).get("url") or ref.ids.get("url", "")
+        return self._post(ref.ids.get("url", ""), body, {})
+
+    @staticmethod
+    def _post(url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         request = urllib.request.Request(
             f"{url}/v1/chat/completions",
             data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **headers},
         )
         try:
             with urllib.request.urlopen(request, timeout=120) as response:
@@ -238,8 +379,10 @@ class LocalEndpoints:
 
     def delete_endpoint(self, ref: EndpointRef) -> None:
         directory = self.home() / ref.endpoint
+        _stop(rt.read_json(directory / ROUTER_PID).get("pid"))
         for deployment in sorted(directory.glob("*")):
-            _stop(rt.read_json(deployment / rt.STATE).get("pid"))
+            if deployment.is_dir():
+                _stop(rt.read_json(deployment / rt.STATE).get("pid"))
         shutil.rmtree(directory, ignore_errors=True)
 
     @staticmethod
@@ -274,6 +417,15 @@ def _spec(recipe: Recipe, artifact: Artifact) -> ServingSpec:
         max_lora_rank=artifact.lora_rank,
         gpus=0,
     )
+
+
+def _call(action: Any, what: str) -> Any:
+    """A router call; its failure is the provider's error, with what was being done."""
+    try:
+        return action()
+    except RouterError as exc:
+        kind = ErrorKind.UNREACHABLE if exc.status is None else ErrorKind.API
+        raise ProviderError(f"could not {what}: {exc}", kind) from None
 
 
 def _port_free(port: int) -> bool:

@@ -638,6 +638,14 @@ class RouterClient:
             query["since"] = repr(float(since))
         return self._call("GET", "/router/stats?" + urllib.parse.urlencode(query))
 
+    def reachable(self) -> bool:
+        """The router answers (whatever its upstreams do)."""
+        try:
+            self._call("GET", "/router/state")
+        except RouterError:
+            return False
+        return True
+
     def healthy(self) -> bool:
         try:
             self._call("GET", "/health")

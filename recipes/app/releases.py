@@ -112,6 +112,7 @@ def release(
     overrides: list[str] | None = None,
     *,
     dry_run: bool = False,
+    abort: bool = False,
     on_event: Callable[[Event], None] = lambda _: None,
     backend: ReleaseBackend | None = None,
     clock: Clock | None = None,
@@ -131,7 +132,18 @@ def release(
         )
     canary = (recipe.deploy.canary if recipe.deploy else None) or CanarySpec()
     ledger = Ledger()
-    current = _in_progress(ledger, plan) or _new(ledger, plan, canary)
+    found = _in_progress(ledger, plan)
+    if abort:
+        if found is None or found.state == "started":
+            raise RecipeInputError(
+                Problem(
+                    f"no release of run {run_id} is in progress on {plan.endpoint}",
+                    field="--abort",
+                )
+            )
+        run = _Runner(found, plan, recipe, canary, target, ledger, clock, on_event)
+        return ReleaseResult(found, run.roll_back(f"aborted by {_who()}", []))
+    current = found or _new(ledger, plan, canary)
     if dry_run:
         return ReleaseResult(current, "planned")
     run = _Runner(current, plan, recipe, canary, target, ledger, clock, on_event)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from recipes.cli import cluster, data, endpoint, runs
+from recipes.cli import cluster, data, endpoint, release, runs
 
 app = typer.Typer(
     name="recipe",
@@ -24,7 +24,7 @@ app = typer.Typer(
         "Clouds:      recipe plan recipes/catalog/support-triage-a100.yaml --provider aws "
         "(or azure, gcp): the exact requests, hardware, tags and cost, offline\n\n"
         "Serve:       recipe serve RUN_ID (OpenAI API here); recipe endpoint deploy RUN_ID "
-        "(on the run's cloud)\n\n"
+        "(on the run's cloud); recipe release RUN_ID (canary, gates, rollback)\n\n"
         "Exit codes: 0 ok, 1 run or gate failed, 2 bad input, 3 provider or cloud error "
         "(a missing extra too)."
     ),
@@ -38,6 +38,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(cluster.app, name="cluster")
 app.command()(endpoint.serve)
 app.add_typer(endpoint.app, name="endpoint")
+app.command()(release.release)
 
 
 def main() -> None:
