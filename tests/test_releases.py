@@ -221,9 +221,14 @@ def test_too_little_traffic_holds_and_a_rerun_goes_on(world: World) -> None:
     assert "too little live traffic" in held.release.events[-1]["text"]
     stable, candidate = (_deployment(world, r) for r in (world.stable_run, world.candidate_run))
     assert world.serving() == {stable: 90, candidate: 10}  # nothing promoted
-    world.now[0] += 3600  # an hour later the window holds enough evidence
-    resumed = world.release(quiet)
+    # Run again: it bakes once more, the window still counting from the first shift.
+    busier = Behaviour(per_minute=4)  # more users: 4 x 20 minutes = 80 >= 50
+    world.memory.deployed[candidate] = busier
+    resumed = world.release(busier)
     assert resumed.outcome == "done" and resumed.release.release_id == held.release.release_id
+    texts = [e["text"] for e in resumed.release.events]
+    assert "10% of live traffic to the candidate, baking again" in texts
+    assert world.memory.history.count({candidate: 10, stable: 90}) == 1  # not shifted twice
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,8 @@ class Release:
     who: str
     state: str = "started"
     step: int = 0  # index into shares
-    step_started: float | None = None
+    step_started: float | None = None  # the window the gates read starts here
+    bake_until: float | None = None  # a held release, run again, bakes until here
     promoted_at: float | None = None
     ref: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -249,15 +250,21 @@ class _Runner:
         if self.r.step >= len(self.r.shares):
             return self.promote()
         share = self.r.shares[self.r.step]
-        if self.r.state != "held" or self.r.step_started is None:
+        now = self.clock.now()
+        if self.r.state == "held" and self.r.step_started is not None:
+            # Run again after a hold: bake once more, counting the evidence gathered so far.
+            text = f"{share}% of live traffic to the candidate, baking again"
+        else:
             self._weights(share)
-            self.r.step_started = self.clock.now()
-        self.save("baking", f"{share}% of live traffic to the candidate")
+            self.r.step_started = now
+            text = f"{share}% of live traffic to the candidate"
+        self.r.bake_until = now + self.canary.bake
+        self.save("baking", text)
         return None
 
     def bake(self) -> str | None:
         assert self.r.step_started is not None
-        deadline = self.r.step_started + self.canary.bake
+        deadline = self.r.bake_until or self.r.step_started + self.canary.bake
         while True:
             sample = self.backend.traffic(
                 self.r.endpoint_ref(), self.r.candidate, self.r.step_started
