@@ -430,6 +430,9 @@ def _call(action: Any, what: str) -> Any:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers bind: a port whose last connections linger in TIME_WAIT (a
+        # deployment just stopped) is free to listen on again.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((HOST, port))
         except OSError:
