@@ -56,7 +56,9 @@ client would wrap the body in an HttpBody message and parse the answer as one.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any
 
 from providers import serving
@@ -70,6 +72,7 @@ from providers.base import (
     ErrorKind,
     ProviderError,
     Request,
+    TrafficSample,
 )
 from providers.gcp import sdk
 from providers.gcp.settings import GCP_TAG_RULES, resolve_endpoint
@@ -106,6 +109,10 @@ class VertexEndpoints:
     """Vertex AI online prediction endpoints running vLLM."""
 
     name = "gcp"
+    # rawPredict cannot target one deployed model (RawPredictRequest has only endpoint and
+    # http_body), so a candidate at 0 % cannot be sent the golden set: releases here
+    # refuse quality gates up front instead of rolling back on an unanswerable probe.
+    probes_one_deployment = False
 
     def __init__(
         self,
@@ -113,11 +120,14 @@ class VertexEndpoints:
         models: Any | None = None,
         session: Any | None = None,
         api_endpoint: str | None = None,
+        monitoring_endpoint: str | None = None,
     ):
         # Tests inject REST EndpointService/ModelService clients, an HTTP session and the
-        # base URL of rawPredict, all pointed at a fake; otherwise built on first use.
+        # base URLs of rawPredict and Cloud Monitoring, all pointed at a fake; otherwise
+        # built on first use.
         self.clients = sdk.ServingClients(endpoints, models, session)
         self._api_endpoint = api_endpoint
+        self._monitoring = (monitoring_endpoint or sdk.MONITORING_ENDPOINT).rstrip("/")
 
     # --- plan ------------------------------------------------------------------------
 
@@ -308,6 +318,174 @@ class VertexEndpoints:
         for model_id in sorted(uploaded):
             _delete_model(models, f"{parent}/models/{model_id}")
 
+    # --- releases (providers.base.ReleaseBackend; recipes/app/releases.py) ----------------
+
+    def deploy_candidate(self, plan: EndpointPlan, stable: EndpointRef | None) -> EndpointRef:
+        """The plan's CreateEndpoint (an existing endpoint is fine), UploadModel and DeployModel,
+        without its UndeployOtherModels: the stable version stays, with its traffic.
+
+        DeployModel's trafficSplit is the endpoint's current split plus "0": 0 for the model
+        being deployed (DeployModelRequest.traffic_split, aiplatform_v1 docstring: a non-empty
+        map overwrites Endpoint.traffic_split, "0" names the model being deployed, the values
+        add up to 100; google-cloud-aiplatform's Endpoint._allocate_traffic sends "0" with
+        traffic_percentage, 0 included). An endpoint with no traffic yet (the first version)
+        gives the candidate 100: it is the only model there. The plan itself is not changed.
+        Idempotent: a candidate already deployed is left as it is, traffic included."""
+        api, ref = _Api(self.clients, plan), self._ref(plan)
+        steps = [r for r in plan.requests if r.api != RETIRE]
+        deploy = next(r for r in steps if r.api == "vertex:DeployModel")
+        found = api._endpoint(deploy.body["endpoint"])
+        current = {k: int(v) for k, v in (found.traffic_split if found else {}).items()}
+        if sum(current.values()) == 100:
+            split = {**current, "0": 0}
+        elif stable is not None:
+            raise ProviderError(
+                f"endpoint {plan.endpoint} serves no traffic ({current or 'empty split'}) "
+                f"although {stable.deployment} should: the candidate was not deployed",
+                ErrorKind.CONFLICT,
+            )
+        else:
+            split = {"0": 100}
+        quiet = Request(deploy.api, {**deploy.body, "trafficSplit": split})
+        steps = [quiet if r is deploy else r for r in steps]
+        serving.deploy(replace(plan, requests=tuple(steps)), api, ref)
+        return ref
+
+    def set_traffic(self, ref: EndpointRef, weights: dict[str, int]) -> None:
+        """EndpointService.UpdateEndpoint with update_mask traffic_split (aiplatform_v1
+        Endpoint.traffic_split: DeployedModel id -> percent, adding up to 100; "If a
+        DeployedModel's id is not listed in this map, then it receives no traffic").
+        Deployments are named "<endpoint>-<version>"; each maps to its DeployedModel's id
+        through the endpoint's deployed models (displayName = the deployment name)."""
+        if sum(weights.values()) != 100:
+            raise ProviderError(f"traffic shares must add up to 100: {weights}", ErrorKind.API)
+        endpoints = self.clients.endpoints(ref.ids["region"])
+        found = self._get(ref)
+        ids = _deployed_ids(found)
+        split: dict[str, int] = {}
+        for deployment, percent in weights.items():
+            deployed_id = ids.get(deployment)
+            if deployed_id is None:
+                if percent:
+                    raise ProviderError(
+                        f"{deployment} is not deployed on {ref.ids['endpoint']}: no traffic "
+                        "was moved",
+                        ErrorKind.NOT_FOUND,
+                    )
+                continue  # absent and asked for 0%: nothing to route
+            split[deployed_id] = int(percent)
+        aiplatform_v1 = sdk.module("google.cloud.aiplatform_v1")
+        update = aiplatform_v1.UpdateEndpointRequest(
+            endpoint=aiplatform_v1.Endpoint(name=found.name, traffic_split=split),
+            update_mask={"paths": ["traffic_split"]},
+        )
+        sdk.call(
+            lambda: endpoints.update_endpoint(request=update, retry=sdk.read_retry()),
+            "UpdateEndpoint",
+        )
+
+    def invoke_deployment(
+        self, ref: EndpointRef, deployment: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One chat request answered by that deployed model, or a ProviderError.
+
+        Vertex AI cannot aim a rawPredict at one DeployedModel of a public endpoint:
+        RawPredictRequest has only `endpoint` and `http_body` (aiplatform_v1), and Vertex
+        picks the DeployedModel by Endpoint.traffic_split. The v1 requests that do name one
+        are ExplainRequest.deployed_model_id (needs an explanation_spec) and
+        projects.locations.endpoints.deployedModels.invoke (needs the Model uploaded with
+        invokeRoutePrefix "/*", which disables rawPredict, and a dedicated endpoint: "Use
+        arbitrary custom routes on a single deployment", Vertex AI docs, Preview); neither
+        fits this plan's Model and endpoint, and moving live traffic for a probe is not
+        allowed. So the request goes through rawPredict and its answer counts only when the
+        response header X-Vertex-AI-Deployed-Model-Id names that deployed model; otherwise
+        it raises, and a golden probe of a 0% candidate fails rather than scoring another
+        version's answers. It does reach a candidate that is the endpoint's only version."""
+        found = self._get(ref)
+        deployed_id = _deployed_ids(found).get(deployment)
+        if deployed_id is None:
+            raise ProviderError(
+                f"{deployment} is not deployed on {ref.ids['endpoint']}", ErrorKind.NOT_FOUND
+            )
+        session = self.clients.session(self._base(ref.ids["region"]))
+        answer, served = sdk.raw_predict_served(session, self._predict_url(ref), body, "rawPredict")
+        if served != deployed_id:
+            raise ProviderError(
+                f"Vertex AI routed the probe to deployed model {served or '(unnamed)'}, not to "
+                f"{deployment} ({deployed_id}): rawPredict follows the endpoint's traffic "
+                "split and cannot target one deployed model",
+                ErrorKind.CONFLICT,
+            )
+        return answer
+
+    def traffic(self, ref: EndpointRef, deployment: str, since: float) -> TrafficSample:
+        """The deployed model's own online predictions since `since`, from Cloud Monitoring
+        (REST projects.timeSeries.list, monitoring.googleapis.com/v3): the metrics
+        aiplatform.googleapis.com/prediction/online/{prediction_count, error_count,
+        prediction_latencies} of the monitored resource aiplatform.googleapis.com/Endpoint,
+        filtered by its resource label endpoint_id and the metric label deployed_model_id
+        (cloud.google.com/monitoring/api/metrics_gcp_a_b#gcp-aiplatform, linked from Vertex
+        AI's "Monitoring metrics" page). Counts are DELTA INT64 points, summed; latencies a
+        DELTA DISTRIBUTION in ms whose buckets are merged and read at the 95th percentile."""
+        found = self._get(ref)
+        deployed_id = _deployed_ids(found).get(deployment) or _id_of(deployment)
+        until = max(time.time(), since)
+        url = f"{self._monitoring}/v3/projects/{ref.ids['project']}/timeSeries"
+        session = self.clients.session(self._monitoring)
+        endpoint_id = ref.ids["endpoint"].rsplit("/", 1)[-1]
+
+        def series(metric: str) -> list[dict[str, Any]]:
+            params = {
+                "filter": (
+                    f'metric.type="{METRICS}/{metric}" AND resource.type="{MONITORED}" AND '
+                    f'resource.labels.endpoint_id="{endpoint_id}" AND '
+                    f'metric.labels.deployed_model_id="{deployed_id}"'
+                ),
+                "interval.startTime": _rfc3339(since),
+                "interval.endTime": _rfc3339(until),
+                "view": "FULL",
+            }
+            return sdk.get_pages(session, url, params, "timeSeries", "ListTimeSeries")
+
+        requests = _count(series("prediction_count"))
+        errors = _count(series("error_count"))
+        p95 = _percentile(series("prediction_latencies"), 0.95)
+        return TrafficSample(deployment, requests, errors, p95, since, until)
+
+    def retire(self, ref: EndpointRef, deployment: str) -> None:
+        """EndpointService.UndeployModel of that deployed model, only at 0% (absent is fine);
+        the request's traffic_split is the rest of the current one (UndeployModelRequest:
+        it overwrites Endpoint.traffic_split)."""
+        endpoints = self.clients.endpoints(ref.ids["region"])
+        found = sdk.find(
+            lambda: endpoints.get_endpoint(name=ref.ids["endpoint"], retry=sdk.read_retry()),
+            "GetEndpoint",
+        )
+        if found is None:
+            return
+        deployed_id = _deployed_ids(found).get(deployment)
+        if deployed_id is None:
+            return
+        traffic = {k: int(v) for k, v in found.traffic_split.items()}
+        if traffic.get(deployed_id):
+            raise ProviderError(
+                f"{deployment} still serves {traffic[deployed_id]}% of {ref.endpoint}: "
+                "it was not undeployed",
+                ErrorKind.CONFLICT,
+            )
+        rest = {k: v for k, v in traffic.items() if k != deployed_id}
+        _undeploy(endpoints, ref.ids["endpoint"], deployed_id, rest)
+
+    def _get(self, ref: EndpointRef) -> Any:
+        endpoints = self.clients.endpoints(ref.ids["region"])
+        found = sdk.find(
+            lambda: endpoints.get_endpoint(name=ref.ids["endpoint"], retry=sdk.read_retry()),
+            "GetEndpoint",
+        )
+        if found is None:
+            raise ProviderError(f"no endpoint {ref.ids['endpoint']}", ErrorKind.NOT_FOUND)
+        return found
+
     # --- helpers ---------------------------------------------------------------------
 
     def _base(self, region: str) -> str:
@@ -472,6 +650,86 @@ def _without(traffic: dict[str, int], deployed_id: str) -> dict[str, int]:
         top = max(rest, key=lambda k: rest[k])
         rest[top] += share
     return rest
+
+
+# --- release helpers --------------------------------------------------------------------------
+
+METRICS = "aiplatform.googleapis.com/prediction/online"
+MONITORED = "aiplatform.googleapis.com/Endpoint"
+
+
+def _id_of(deployment: str) -> str:
+    """A deployment "<endpoint>-<version>"'s DeployedModel id, as plan_endpoint derives it."""
+    return deployed_model_id(deployment.rsplit("-", 1)[-1])
+
+
+def _deployed_ids(endpoint: Any) -> dict[str, str]:
+    """Deployment name -> DeployedModel id of the endpoint's deployed models (the plan sets
+    displayName to the deployment; the id derived from the version agrees)."""
+    ids: dict[str, str] = {}
+    for deployed in endpoint.deployed_models:
+        if deployed.display_name:
+            ids[deployed.display_name] = deployed.id
+    return ids
+
+
+def _rfc3339(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _count(series: list[dict[str, Any]]) -> int:
+    """The sum of every point of DELTA INT64 series (TypedValue.int64Value: a JSON string)."""
+    return sum(int(p["value"].get("int64Value", 0)) for s in series for p in s.get("points", []))
+
+
+def _bounds(options: dict[str, Any]) -> list[float]:
+    """A Distribution's finite bucket bounds (google.api.Distribution.BucketOptions): bucket
+    0 is below bounds[0], bucket i is [bounds[i-1], bounds[i]), the last is the overflow."""
+    if "explicitBuckets" in options:
+        return [float(b) for b in options["explicitBuckets"]["bounds"]]
+    if "exponentialBuckets" in options:
+        e = options["exponentialBuckets"]
+        n, g, scale = int(e["numFiniteBuckets"]), float(e["growthFactor"]), float(e["scale"])
+        return [scale * g**i for i in range(n + 1)]
+    lin = options["linearBuckets"]
+    n, width, offset = int(lin["numFiniteBuckets"]), float(lin["width"]), float(lin["offset"])
+    return [offset + width * i for i in range(n + 1)]
+
+
+def _percentile(series: list[dict[str, Any]], q: float) -> float | None:
+    """The q-quantile of DELTA DISTRIBUTION points, their bucket counts merged, linearly
+    interpolated inside its bucket (as Monitoring's ALIGN_PERCENTILE_* aligners read
+    buckets); None with no sample. A quantile in the overflow bucket reads as its lower
+    bound, the largest finite one."""
+    bounds: list[float] | None = None
+    counts: list[int] = []
+    for s in series:
+        for point in s.get("points", []):
+            dist = point["value"].get("distributionValue", {})
+            these = [int(c) for c in dist.get("bucketCounts", [])]
+            if not these:
+                continue
+            mine = _bounds(dist["bucketOptions"])
+            if bounds is None:
+                bounds, counts = mine, [0] * (len(mine) + 1)
+            elif mine != bounds:
+                raise ProviderError("latency buckets differ between points", ErrorKind.API)
+            for i, c in enumerate(these):
+                counts[i] += c
+    total = sum(counts)
+    if bounds is None or not total:
+        return None
+    rank, seen = q * total, 0
+    for i, c in enumerate(counts):
+        if c and seen + c >= rank:
+            if i == 0:
+                return bounds[0]
+            if i > len(bounds) - 1:
+                return bounds[-1]
+            low, high = bounds[i - 1], bounds[i]
+            return low + (high - low) * (rank - seen) / c
+        seen += c
+    return bounds[-1]
 
 
 # --- the container ---------------------------------------------------------------------------

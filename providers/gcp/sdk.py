@@ -319,14 +319,51 @@ def raw_predict(session: Any, url: str, body: dict[str, Any], what: str) -> dict
     """POST a JSON body to an endpoint's :rawPredict, as google-cloud-aiplatform's own
     Endpoint.raw_predict does (an AuthorizedSession, the body as is). Retried only on
     answers that mean "not taken" (429, 503): a generation may already have been billed."""
+    return raw_predict_served(session, url, body, what)[0]
+
+
+def raw_predict_served(
+    session: Any, url: str, body: dict[str, Any], what: str
+) -> tuple[dict[str, Any], str]:
+    """raw_predict, with the id of the DeployedModel that answered: rawPredict's response
+    header X-Vertex-AI-Deployed-Model-Id (aiplatform_v1 PredictionServiceClient.raw_predict
+    docstring: "ID of the Endpoint's DeployedModel that served this prediction")."""
     from google.api_core import exceptions as gex
 
-    def once() -> dict[str, Any]:
+    def once() -> tuple[dict[str, Any], str]:
         response = session.post(
             url, data=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=300
         )
         if response.status_code >= 400:
             raise gex.from_http_response(response)
-        return response.json()
+        return response.json(), response.headers.get("X-Vertex-AI-Deployed-Model-Id", "")
 
     return call(lambda: create_retry()(once)(), what)
+
+
+# --- Cloud Monitoring (providers/gcp/endpoint.py: a release's traffic) ---------------------
+
+MONITORING_ENDPOINT = "https://monitoring.googleapis.com"
+
+
+def get_pages(session: Any, url: str, params: dict[str, str], key: str, what: str) -> list[Any]:
+    """Every item under `key` of a paged REST list (nextPageToken / pageToken), GET through an
+    authorized session with the read backoff; the API's error answers as ProviderErrors."""
+    from google.api_core import exceptions as gex
+
+    items: list[Any] = []
+    token = ""
+
+    def once() -> dict[str, Any]:
+        query = {**params, **({"pageToken": token} if token else {})}
+        response = session.get(url, params=query, timeout=60)
+        if response.status_code >= 400:
+            raise gex.from_http_response(response)
+        return response.json()
+
+    while True:
+        page = call(lambda: read_retry()(once)(), what)
+        items += page.get(key, [])
+        token = page.get("nextPageToken", "")
+        if not token:
+            return items

@@ -132,6 +132,7 @@ def release(
             )
         )
     canary = (recipe.deploy.canary if recipe.deploy else None) or CanarySpec()
+    _check_probes(target, canary, plan.provider)
     ledger = Ledger()
     found = _in_progress(ledger, plan)
     if abort:
@@ -149,6 +150,27 @@ def release(
         return ReleaseResult(current, "planned")
     run = _Runner(current, plan, recipe, canary, target, ledger, clock, on_event)
     return ReleaseResult(current, run.go())
+
+
+QUALITY_GATES = ("macro_f1_min", "exact_match_min", "max_regression")
+
+
+def _check_probes(backend: ReleaseBackend, canary: CanarySpec, provider: str) -> None:
+    """Quality gates need the golden set sent to the candidate alone; say so up front
+    where the backend cannot, rather than roll back on probes that cannot be answered."""
+    if getattr(backend, "probes_one_deployment", True):
+        return
+    asked = [g for g in QUALITY_GATES if getattr(canary.gates, g) is not None]
+    if asked:
+        raise RecipeInputError(
+            Problem(
+                f"{provider} endpoints cannot send a request to one deployment alone, so "
+                f"the golden-set gates ({', '.join(asked)}) cannot judge the candidate there",
+                field=f"deploy.canary.gates.{asked[0]}",
+                hint="keep quality in the training gates (eval.gates) for this backend, and "
+                "error_rate_max / p95_ms_max for the canary",
+            )
+        )
 
 
 def _in_progress(ledger: Ledger, plan: EndpointPlan) -> Release | None:

@@ -373,7 +373,13 @@ class FakeVertexServing(Served):
     Vertex's answers do. `failures[route]`: HTTP answers queued before the route's handler;
     `operation_errors[route]`: a google.rpc.Status the route's operation ends with instead.
     Routes: get_endpoint, create_endpoint, update_endpoint, delete_endpoint, deploy,
-    undeploy, get_model, upload, list_models, delete_model, operation, predict.
+    undeploy, get_model, upload, list_models, delete_model, operation, predict, time_series,
+    and traffic (an UpdateEndpoint whose update_mask names trafficSplit).
+
+    Cloud Monitoring's projects.timeSeries.list (GET /v3/projects/P/timeSeries) answers from
+    `served[deployed_model_id]`: the online prediction metrics Vertex AI writes for that
+    deployed model (prediction_count and error_count as DELTA INT64, prediction_latencies as
+    a DELTA DISTRIBUTION in ms on exponential buckets), one point over the asked interval.
     """
 
     server: FakeServer = field(default_factory=FakeServer)
@@ -383,6 +389,8 @@ class FakeVertexServing(Served):
     failures: dict[str, list[Reply]] = field(default_factory=dict)
     operation_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # route, body
+    served: dict[str, Traffic] = field(default_factory=dict)  # deployed model id -> traffic
+    queries: list[dict[str, str]] = field(default_factory=list)  # timeSeries.list parameters
 
     def __post_init__(self) -> None:
         base = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)"
@@ -401,6 +409,7 @@ class FakeVertexServing(Served):
             ("GET", base + r"/models", "list_models"),
             ("DELETE", model, "delete_model"),
             ("GET", r"/(ui|v1)/projects/[^/]+/locations/[^/]+/operations/(?P<op>\d+)", "operation"),
+            ("GET", r"/v3/projects/(?P<project>[^/]+)/timeSeries", "time_series"),
         ):
             self.server.route(method, pattern, self._handler(name))
 
@@ -496,8 +505,17 @@ class FakeVertexServing(Served):
         if endpoint is None:
             return self._missing("Endpoint", match["id"])
         (mask,) = request.query["updateMask"]
+        queued = self.failures.get("traffic")
+        if "trafficSplit" in mask.split(",") and queued:
+            return queued.pop(0)
         for path in mask.split(","):
-            endpoint[path] = request.json()[path]
+            endpoint[path] = request.json().get(path, {})
+        split = endpoint.get("trafficSplit", {})
+        deployed = {d["id"] for d in endpoint.get("deployedModels", [])}
+        if "trafficSplit" in mask.split(",") and (
+            (split and sum(split.values()) != 100) or set(split) - deployed
+        ):
+            return error(400, "INVALID_ARGUMENT", f"Invalid traffic split: {split}.")
         return json_reply(200, self._numeric(request, endpoint))
 
     def _delete_endpoint(self, _: Seen, match: re.Match[str]) -> Reply:
@@ -534,6 +552,9 @@ class FakeVertexServing(Served):
             "availableReplicaCount": deployed["dedicatedResources"]["minReplicaCount"]
         }
         split = {deployed["id"] if k == "0" else k: v for k, v in body["trafficSplit"].items()}
+        known = {d["id"] for d in endpoint.get("deployedModels", [])} | {deployed["id"]}
+        if sum(split.values()) != 100 or set(split) - known:
+            return error(400, "INVALID_ARGUMENT", f"Invalid traffic split: {split}.")
 
         def done() -> dict[str, Any]:
             endpoint.setdefault("deployedModels", []).append(deployed)
@@ -645,6 +666,71 @@ class FakeVertexServing(Served):
         headers = {"X-Vertex-AI-Endpoint-Id": match["id"], "X-Vertex-AI-Deployed-Model-Id": serving}
         return json_reply(200, chat_completion(body["model"]), headers)
 
+    # --- Cloud Monitoring -----------------------------------------------------------------
+
+    def _time_series(self, request: Seen, _: re.Match[str]) -> Reply:
+        query = {k: v[0] for k, v in request.query.items()}
+        self.queries.append(query)
+        found = dict(re.findall(r'(\S+)="([^"]*)"', query["filter"]))
+        metric = found["metric.type"].removeprefix("aiplatform.googleapis.com/prediction/online/")
+        assert found["resource.type"] == "aiplatform.googleapis.com/Endpoint", found
+        endpoint_id = found["resource.labels.endpoint_id"]
+        served = self.served.get(found["metric.labels.deployed_model_id"])
+        if served is None or endpoint_id not in self.endpoints:
+            return json_reply(200, {"unit": "1"})
+        interval = {
+            "startTime": query["interval.startTime"],
+            "endTime": query["interval.endTime"],
+        }
+        if metric == "prediction_latencies":
+            value: dict[str, Any] = {"distributionValue": served.distribution()}
+            kind = "DISTRIBUTION"
+        else:
+            count = served.requests if metric == "prediction_count" else served.errors
+            value, kind = {"int64Value": str(count)}, "INT64"
+        series = {
+            "metric": {
+                "type": found["metric.type"],
+                "labels": {"deployed_model_id": found["metric.labels.deployed_model_id"]},
+            },
+            "resource": {
+                "type": "aiplatform.googleapis.com/Endpoint",
+                "labels": {
+                    "resource_container": PROJECT_NUMBER,
+                    "location": REGION,
+                    "endpoint_id": endpoint_id,
+                },
+            },
+            "metricKind": "DELTA",
+            "valueType": kind,
+            "points": [{"interval": interval, "value": value}],
+        }
+        return json_reply(200, {"timeSeries": [series], "unit": "ms" if kind != "INT64" else "1"})
+
+
+@dataclass
+class Traffic:
+    """What one deployed model served, as Cloud Monitoring reports it."""
+
+    requests: int
+    errors: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def distribution(self) -> dict[str, Any]:
+        """google.api.Distribution JSON: exponential buckets (scale 1 ms, factor 2, 20 finite
+        ones), counts as int64 strings."""
+        bounds = [2.0**i for i in range(21)]
+        counts = [0] * 22
+        for ms in self.latencies_ms:
+            counts[sum(1 for b in bounds if ms >= b)] += 1
+        return {
+            "count": str(len(self.latencies_ms)),
+            "bucketOptions": {
+                "exponentialBuckets": {"numFiniteBuckets": 20, "growthFactor": 2, "scale": 1}
+            },
+            "bucketCounts": [str(c) for c in counts],
+        }
+
 
 def vertex_endpoints(fake: FakeVertexServing) -> Any:
     """providers.gcp.endpoint.VertexEndpoints with real SDK clients pointed at the fake."""
@@ -664,6 +750,7 @@ def vertex_endpoints(fake: FakeVertexServing) -> Any:
         ),
         session=AuthorizedSession(credentials),
         api_endpoint=fake.url,
+        monitoring_endpoint=fake.url,
     )
 
 
