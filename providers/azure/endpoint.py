@@ -24,6 +24,14 @@ the same plan again retires it). Its remove does nothing: a retired deployment i
 restored by a rollback. The retired deployments' model and environment versions stay
 registered (storage only, no instances); `endpoint delete` removes them with the endpoint.
 
+Releases (providers.base.ReleaseBackend, `recipe release`): deploy_candidate sends the
+plan's requests but the last two, so the candidate deployment runs beside the stable one
+at 0 % (an existing endpoint is not PUT again: its traffic map stays); set_traffic PUTs the
+endpoint's `traffic` map; invoke_deployment names the deployment in the
+azureml-model-deployment header; traffic reads the deployment's own Azure Monitor metrics
+(RequestsPerMinute by envoy_response_code, RequestLatency_P95); retire deletes a
+deployment without traffic. Sources are cited at each method.
+
 Why a build context: a managed online deployment cannot set its container's command or
 arguments (OnlineDeployment has no such field in the ARM API, azure-ai-ml's
 _restclient/arm_ml_service/models OnlineDeploymentProperties), and vllm/vllm-openai takes
@@ -56,6 +64,9 @@ import dataclasses
 import hashlib
 import json
 import shlex
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from providers import serving
@@ -72,6 +83,7 @@ from providers.base import (
     ErrorKind,
     ProviderError,
     Request,
+    TrafficSample,
 )
 from providers.staging import needed_settings, section
 from recipes.schema import Recipe
@@ -105,6 +117,9 @@ API_VERSIONS = {
 }
 CONTEXT_DIR = "recipe/serving"
 RETIRE = "azureml:DeleteOtherOnlineDeployments"  # the plan's last request (module docstring)
+TRAFFIC = "azureml:UpdateOnlineEndpointTraffic"
+METRICS_API_VERSION = "2023-10-01"  # Azure Monitor Metrics - List (see traffic())
+CODE_DIMENSION = "envoy_response_code"  # RequestsPerMinute's status dimension (deployment level)
 MAX_REPLICAS = "recipe.max_replicas"  # deployment property: the autoscale ceiling (see notes)
 
 # The container's entrypoint: find the directory under AZUREML_MODEL_DIR holding the
@@ -183,9 +198,10 @@ class OnlineEndpoints:
 
     name = "azure"
 
-    def __init__(self, ml_client: Any = None):
+    def __init__(self, ml_client: Any = None, now: Callable[[], float] = time.time):
         self._ml_client = ml_client  # tests inject an MLClient pointed at an HTTP fake
         self._storage: DatastoreStorage | None = None
+        self._now = now  # the end of a traffic sample (tests inject the release's clock)
 
     # --- plan ------------------------------------------------------------------------
 
@@ -267,7 +283,7 @@ class OnlineEndpoints:
             },
         )
         traffic = Request(
-            api="azureml:UpdateOnlineEndpointTraffic",
+            api=TRAFFIC,
             body={
                 "url": endpoint_url,
                 "endpoint": sdk.online_endpoint_body(
@@ -376,18 +392,7 @@ class OnlineEndpoints:
         """POST the chat body to the scoring URI (which Azure routes to vLLM's
         /v1/chat/completions) with the endpoint key, fetched now and never kept, and
         azureml-model-deployment naming this deployment (what online_endpoints.invoke does)."""
-        client = self.client(ref.ids)
-        endpoint = sdk.get_endpoint(client, ref.endpoint)
-        if endpoint is None or not endpoint.scoring_uri:
-            raise ProviderError(f"Azure ML endpoint {ref.endpoint} not found", ErrorKind.NOT_FOUND)
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {sdk.endpoint_key(client, ref.endpoint)}",
-            "azureml-model-deployment": ref.deployment,
-        }
-        return sdk.post_json(
-            client, endpoint.scoring_uri, body, headers, f"invoke endpoint {ref.endpoint}"
-        )
+        return self.invoke_deployment(ref, ref.deployment, body)
 
     def delete_endpoint(self, ref: EndpointRef) -> None:
         """The endpoint (its deployments go with it), then the model and environment
@@ -400,6 +405,127 @@ class OnlineEndpoints:
         environment = ref.ids.get("environment", f"{ref.endpoint}-vllm")
         for version in sdk.environment_versions(client, environment):
             sdk.delete_environment(client, environment, version)
+
+    # --- releases (providers.base.ReleaseBackend) --------------------------------------
+
+    def deploy_candidate(self, plan: EndpointPlan, stable: EndpointRef | None) -> EndpointRef:
+        """The plan's requests but the traffic update and the retirement: the candidate's
+        environment, model and deployment beside `stable`, at 0 % (a new deployment gets
+        no traffic until the endpoint's map names it). The endpoint request creates the
+        endpoint only when it is absent (traffic {}: the first version); an existing
+        endpoint is left alone, so its traffic map, and the stable version's share, stay
+        as they are. Idempotent; a failure removes what this call created."""
+        ref = self._ref(plan)
+        api = _Api(self.client(ref.ids), self.datastores(ref.ids), plan)
+        steps = tuple(r for r in plan.requests if r.api not in (TRAFFIC, RETIRE))
+        serving.deploy(dataclasses.replace(plan, requests=steps), api, ref)
+        return ref
+
+    def set_traffic(self, ref: EndpointRef, weights: dict[str, int]) -> None:
+        """The endpoint's `traffic` map ({deployment: percent}), read back and PUT again."""
+        if sum(weights.values()) != 100:
+            raise ProviderError(f"traffic shares must sum to 100, not {weights}")
+        client = self.client(ref.ids)
+        current = sdk.get_endpoint(client, ref.endpoint)
+        if current is None:
+            raise ProviderError(f"Azure ML endpoint {ref.endpoint} not found", ErrorKind.NOT_FOUND)
+        have = {k: int(v) for k, v in (current.traffic or {}).items() if int(v)}
+        if have == {k: int(v) for k, v in weights.items() if int(v)}:
+            return
+        sdk.set_traffic(client, ref.endpoint, weights)
+
+    def invoke_deployment(
+        self, ref: EndpointRef, deployment: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The scoring URI with `azureml-model-deployment: <deployment>`, the header
+        online_endpoints.invoke(deployment_name=...) sets (azure-ai-ml 1.35.2,
+        operations/_online_endpoint_operations.py; constants EndpointInvokeFields): Azure
+        routes the request to that deployment whatever the traffic map says, which is how
+        the safe-rollout guide tests a deployment at 0 % ("Perform safe rollout of new
+        deployments for real-time inference", learn.microsoft.com). The key is fetched now
+        and never kept."""
+        client = self.client(ref.ids)
+        endpoint = sdk.get_endpoint(client, ref.endpoint)
+        if endpoint is None or not endpoint.scoring_uri:
+            raise ProviderError(f"Azure ML endpoint {ref.endpoint} not found", ErrorKind.NOT_FOUND)
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {sdk.endpoint_key(client, ref.endpoint)}",
+            "azureml-model-deployment": deployment,
+        }
+        return sdk.post_json(
+            client,
+            endpoint.scoring_uri,
+            body,
+            headers,
+            f"invoke deployment {deployment} of endpoint {ref.endpoint}",
+        )
+
+    def traffic(self, ref: EndpointRef, deployment: str, since: float) -> TrafficSample:
+        """The deployment's own Azure Monitor metrics since `since`, one-minute grain.
+
+        Metrics of Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments
+        ("Supported metrics for ...onlineEndpoints/deployments", learn.microsoft.com,
+        azure-monitor/reference/supported-metrics; Category Traffic):
+          RequestsPerMinute   Count, aggregation Average, dimension envoy_response_code
+          RequestLatency_P95  Milliseconds, aggregation Average, no dimension
+        read with Metrics - List (GET {resource}/providers/Microsoft.Insights/metrics,
+        api-version 2023-10-01: timespan, interval, metricnames, aggregation, $filter
+        "dim eq '*'" to split by a dimension; azure-rest-api-specs specification/monitor/
+        resource-manager/Microsoft.Insights/stable/2023-10-01/metrics_API.json and its
+        examples/GetMetric.json). A minute's average of RequestsPerMinute is that minute's
+        count, so requests are the sum over the minutes. Errors are the server's: 5xx,
+        408 (the model exceeded request_timeout_ms), 424 (Azure's answer when the
+        container answers non-200: "Troubleshooting online endpoints deployment and
+        scoring", HTTP status codes) and 0 (no answer: a failed connection). The p95 is
+        the highest minute's p95: the window's p95 cannot exceed it (conservative)."""
+        until = max(self._now(), since + 1)
+        client = self.client(ref.ids)
+        path = _deployment_id(ref, deployment) + "/providers/Microsoft.Insights/metrics"
+        window = {
+            "api-version": METRICS_API_VERSION,
+            "timespan": f"{_iso(since)}/{_iso(until)}",
+            "interval": "PT1M",
+            "aggregation": "average",
+        }
+        what = f"read the metrics of deployment {deployment} of {ref.endpoint}"
+        counts = sdk.arm_get(
+            client,
+            path,
+            {**window, "metricnames": "RequestsPerMinute", "$filter": f"{CODE_DIMENSION} eq '*'"},
+            what,
+        )
+        latency = sdk.arm_get(client, path, {**window, "metricnames": "RequestLatency_P95"}, what)
+        requests = errors = 0.0
+        for series in _series(counts, "RequestsPerMinute"):
+            code = _dimension(series, CODE_DIMENSION)
+            served = sum(_averages(series))
+            requests += served
+            if _server_error(code):
+                errors += served
+        p95s = [v for series in _series(latency, "RequestLatency_P95") for v in _averages(series)]
+        return TrafficSample(
+            deployment=deployment,
+            requests=round(requests),
+            errors=round(errors),
+            p95_ms=max(p95s) if p95s else None,
+            since=since,
+            until=until,
+        )
+
+    def retire(self, ref: EndpointRef, deployment: str) -> None:
+        """Delete a deployment without live traffic (absent is fine); its model and
+        environment versions stay registered, as after deploy's retirement."""
+        client = self.client(ref.ids)
+        current = sdk.get_endpoint(client, ref.endpoint)
+        share = int(((current.traffic if current else None) or {}).get(deployment, 0))
+        if share:
+            raise ProviderError(
+                f"deployment {deployment} of endpoint {ref.endpoint} still has {share}% of the "
+                "traffic: not deleted",
+                ErrorKind.CONFLICT,
+            )
+        sdk.delete_deployment(client, ref.endpoint, deployment)
 
     # --- clients ---------------------------------------------------------------------
 
@@ -419,6 +545,49 @@ class OnlineEndpoints:
 def _text(state: Any) -> str:
     """A provisioning state as Azure spells it ("Succeeded"; the SDK may hand an enum)."""
     return str(getattr(state, "value", state) or "")
+
+
+def _deployment_id(ref: EndpointRef, deployment: str) -> str:
+    """The online deployment's ARM id (the resource its Azure Monitor metrics belong to)."""
+    ids = ref.ids
+    return (
+        f"/subscriptions/{ids['subscription']}/resourceGroups/{ids['resource_group']}/providers/"
+        f"Microsoft.MachineLearningServices/workspaces/{ids['workspace']}/onlineEndpoints/"
+        f"{ref.endpoint}/deployments/{deployment}"
+    )
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _series(answer: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    """The timeseries of one metric in a Metrics - List answer (Response.value[].timeseries)."""
+    for found in answer.get("value") or []:
+        if str((found.get("name") or {}).get("value", "")).lower() == metric.lower():
+            return list(found.get("timeseries") or [])
+    return []
+
+
+def _averages(series: dict[str, Any]) -> list[float]:
+    """The minutes with data (a minute without any has no `average`)."""
+    return [float(d["average"]) for d in series.get("data") or [] if d.get("average") is not None]
+
+
+def _dimension(series: dict[str, Any], name: str) -> str:
+    for meta in series.get("metadatavalues") or []:
+        if str((meta.get("name") or {}).get("value", "")).lower() == name.lower():
+            return str(meta.get("value", ""))
+    return ""
+
+
+def _server_error(code: str) -> bool:
+    """The server's failure, not the client's (TrafficSample.errors): see traffic()."""
+    try:
+        status = int(code)
+    except ValueError:
+        return False
+    return status >= 500 or status in (0, 408, 424)
 
 
 def _scope_of(plan: EndpointPlan) -> dict[str, str]:
@@ -472,7 +641,7 @@ class _Api:
                 return "existing"
             sdk.put_deployment(client, _path(body), body["deployment"])
             return "created"
-        if request.api == "azureml:UpdateOnlineEndpointTraffic":
+        if request.api == TRAFFIC:
             current = sdk.get_endpoint(client, self.plan.endpoint)
             wanted = body["endpoint"]["properties"]["traffic"]
             have = {k: int(v) for k, v in ((current.traffic if current else None) or {}).items()}

@@ -427,3 +427,42 @@ def post_json(
     response = call(lambda: pipeline.post(url, json=body, headers=headers), what)
     call(lambda: validate_response(response), what)
     return dict(json.loads(response.text()))
+
+
+# --- releases: traffic shares and Azure Monitor metrics -------------------------------------
+
+
+def set_traffic(client: Any, name: str, weights: dict[str, int]) -> Any:
+    """The endpoint's live traffic map, set as Azure ML's safe rollout does it: the endpoint
+    read back, its `traffic` replaced, and the endpoint PUT again (online_endpoints.
+    begin_create_or_update; "Perform safe rollout of new deployments for real-time
+    inference", learn.microsoft.com: `endpoint.traffic = {"blue": 90, "green": 10}`). The
+    SDK drops the 0 entries before the PUT (_strip_zeroes_from_traffic), as ARM keeps them."""
+    entity = call(lambda: client.online_endpoints.get(name), f"get endpoint {name}")
+    entity.traffic = dict(weights)
+    with _no_dots():
+        return call(
+            lambda: client.online_endpoints.begin_create_or_update(entity).result(),
+            f"set the traffic of endpoint {name} to {weights}",
+        )
+
+
+def arm_get(client: Any, path: str, params: dict[str, str], what: str) -> dict[str, Any]:
+    """GET an ARM path (e.g. a resource's /providers/Microsoft.Insights/metrics) through the
+    MLClient's own ARM pipeline: its credential (ARMChallengeAuthenticationPolicy), retries
+    and base URL (the cloud's resource manager, or AZUREML_DEV_URL_MFE), as its operations do."""
+    from azure.core.exceptions import map_error
+    from azure.core.rest import HttpRequest
+
+    arm = client._service_client_02_2022_preview  # MachineLearningServicesMgmtClient
+
+    def get() -> dict[str, Any]:
+        response = arm.send_request(HttpRequest("GET", "{endpoint}" + path, params=params))
+        if response.status_code != 200:
+            from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+            map_error(response.status_code, response, {404: ResourceNotFoundError})
+            raise HttpResponseError(response=response)
+        return dict(response.json())
+
+    return call(get, what)

@@ -355,15 +355,45 @@ def _not_found(what: str) -> Reply:
     )
 
 
+METRIC_NAMES = {
+    "RequestsPerMinute": ("Requests Per Minute", "Count"),
+    "RequestLatency_P95": ("Request Latency P95", "Milliseconds"),
+}
+
+
+def _minute(at: float) -> int:
+    return int(at // 60) * 60
+
+
+def _past(end: float) -> int:
+    """The first minute boundary at or after `end`: minutes before it overlap [.., end)."""
+    return -int(-end // 60) * 60
+
+
+def _parse_time(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 class FakeAzureMLEndpoints(FakeAzureML):
     """FakeAzureML plus what managed online endpoints need: the workspace (its location),
     model and environment versions, online endpoints and deployments as ARM long-running
     operations (201/202 with Azure-AsyncOperation and Retry-After, then an operation
     status of Succeeded), listKeys, and the endpoint's scoring URI answering like vLLM's
-    /v1/chat/completions behind Azure's key check and azureml-model-deployment routing."""
+    /v1/chat/completions behind Azure's key check and azureml-model-deployment routing.
+
+    For releases: an endpoint PUT whose traffic map names a deployment that does not exist,
+    or does not sum to 0 or 100, is refused (400); live traffic (`live()`) is spread over
+    the deployments by the endpoint's traffic map of the moment and kept as one-minute
+    buckets per deployment, which Azure Monitor's Metrics - List route answers
+    (RequestsPerMinute split by envoy_response_code, RequestLatency_P95) in the shape of
+    azure-rest-api-specs' monitor 2023-10-01 examples/GetMetric.json."""
 
     def __init__(self) -> None:
         super().__init__()
+        # "endpoint/deployment" -> minute (epoch s) -> {"codes": {code: n}, "p95": ms}
+        self.minutes: dict[str, dict[int, dict[str, Any]]] = {}
         self.models: dict[str, dict[str, Any]] = {}  # "name/version" -> body
         self.environments: dict[str, dict[str, Any]] = {}
         self.endpoints: dict[str, dict[str, Any]] = {}
@@ -390,6 +420,7 @@ class FakeAzureMLEndpoints(FakeAzureML):
         r("GET", deployment, self.get_deployment)
         r("PUT", deployment, self.put_deployment)
         r("DELETE", deployment, self.delete_deployment)
+        r("GET", deployment + r"/providers/Microsoft\.Insights/metrics", self.metrics)
         r("POST", r"/inference/(?P<name>[^/]+)/score", self.score)
 
     # what the SDK sent
@@ -501,6 +532,15 @@ class FakeAzureMLEndpoints(FakeAzureML):
             type="Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
         )
         props = body["properties"]
+        traffic = {k: int(v) for k, v in (props.get("traffic") or {}).items()}
+        unknown = [d for d, v in traffic.items() if v and f"{name}/{d}" not in self.deployments]
+        if unknown or sum(traffic.values()) not in (0, 100):
+            why = f"deployment {unknown[0]} not found" if unknown else "must sum to 0 or 100"
+            return json_reply(
+                400,
+                {"error": {"code": "BadArgument", "message": f"Invalid traffic {traffic}: {why}"}},
+                {"x-ms-error-code": "BadArgument"},
+            )
         props["scoringUri"] = f"{self.url}/inference/{name}/score"
         props["swaggerUri"] = f"{self.url}/inference/{name}/swagger.json"
         props["provisioningState"] = "Succeeded"
@@ -554,6 +594,114 @@ class FakeAzureMLEndpoints(FakeAzureML):
         if self.deployments.pop(f"{match['name']}/{match['deployment']}", None) is None:
             return 204, {}, b""
         return self._accepted(202, None)
+
+    # live traffic, and Azure Monitor's metrics of it
+    def live(
+        self,
+        endpoint: str,
+        start: float,
+        seconds: float,
+        per_minute: int,
+        errors: dict[str, float] | None = None,
+        p95_ms: dict[str, float] | None = None,
+    ) -> None:
+        """Clients calling the endpoint's scoring URI from `start` for `seconds`: per_minute
+        requests a minute, shared by the endpoint's traffic map as it is now; `errors` is each
+        deployment's share of 503 answers, `p95_ms` its p95 latency (200 ms unless said)."""
+        traffic = self.endpoints[endpoint]["properties"].get("traffic") or {}
+        for minute in range(_minute(start), _past(start + seconds), 60):
+            for deployment, share in traffic.items():
+                served = round(per_minute * int(share) / 100)
+                if not served:
+                    continue
+                bucket = self.minutes.setdefault(f"{endpoint}/{deployment}", {}).setdefault(
+                    minute, {"codes": {}, "p95": 0.0}
+                )
+                failed = round(served * (errors or {}).get(deployment, 0.0))
+                for code, n in (("200", served - failed), ("503", failed)):
+                    if n:
+                        bucket["codes"][code] = bucket["codes"].get(code, 0) + n
+                bucket["p95"] = max(bucket["p95"], (p95_ms or {}).get(deployment, 200.0))
+
+    def metrics(self, request: Seen, match: re.Match[str]) -> Reply:
+        """Metrics - List (GET {resource}/providers/Microsoft.Insights/metrics): one-minute
+        grain over the timespan, a data point per minute (no `average` where nothing was
+        served), RequestsPerMinute split by envoy_response_code when $filter asks for it."""
+        q = {k: v[0] for k, v in request.query.items()}
+        assert q.get("api-version") == "2023-10-01", q
+        assert q.get("interval") == "PT1M" and q.get("aggregation") == "average", q
+        start, end = (_parse_time(t) for t in q["timespan"].split("/"))
+        buckets = self.minutes.get(f"{match['name']}/{match['deployment']}", {})
+        minutes = range(_minute(start), _past(end), 60)
+        stamp = lambda m: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(m))  # noqa: E731
+        value = []
+        for name in q["metricnames"].split(","):
+            if name not in METRIC_NAMES:
+                return json_reply(
+                    400,
+                    {
+                        "code": "BadRequest",
+                        "message": f"Failed to find metric configuration for {name}",
+                    },
+                )
+            series = []
+            if name == "RequestsPerMinute":
+                split = q.get("$filter") == "envoy_response_code eq '*'"
+                codes = sorted({c for b in buckets.values() for c in b["codes"]}) if split else [""]
+                for code in codes:
+                    data = []
+                    for m in minutes:
+                        point: dict[str, Any] = {"timeStamp": stamp(m)}
+                        counts = buckets.get(m, {}).get("codes", {})
+                        n = counts.get(code, 0) if split else sum(counts.values())
+                        if n:
+                            point["average"] = float(n)
+                        data.append(point)
+                    meta = (
+                        [
+                            {
+                                "name": {
+                                    "value": "envoy_response_code",
+                                    "localizedValue": "envoy_response_code",
+                                },
+                                "value": code,
+                            }
+                        ]
+                        if split
+                        else []
+                    )
+                    series.append({"metadatavalues": meta, "data": data})
+            else:
+                data = []
+                for m in minutes:
+                    point = {"timeStamp": stamp(m)}
+                    if m in buckets:
+                        point["average"] = buckets[m]["p95"]
+                    data.append(point)
+                series.append({"metadatavalues": [], "data": data})
+            shown, unit = METRIC_NAMES[name]
+            value.append(
+                {
+                    "id": f"{request.path}/{name}",
+                    "type": "Microsoft.Insights/metrics",
+                    "name": {"value": name, "localizedValue": shown},
+                    "displayDescription": shown,
+                    "unit": unit,
+                    "timeseries": series,
+                    "errorCode": "Success",
+                }
+            )
+        return json_reply(
+            200,
+            {
+                "cost": len(minutes),
+                "timespan": q["timespan"],
+                "interval": "PT1M",
+                "value": value,
+                "namespace": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments",
+                "resourceregion": WORKSPACE_LOCATION,
+            },
+        )
 
     # the scoring URI: Azure checks the key, routes by azureml-model-deployment (else by the
     # endpoint's traffic), and forwards the body to the container's scoring route
