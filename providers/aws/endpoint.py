@@ -27,6 +27,26 @@ until the new one is healthy). Names are account-wide in a region: botocore's sa
 model, ModelName / EndpointConfigName / EndpointName, at most 63 characters of
 [a-zA-Z0-9](-*[a-zA-Z0-9])*.
 
+Releases (ReleaseBackend, `recipe release`) run the candidate as a second production variant
+of the same endpoint (variants are named after their deployment):
+  deploy_candidate  CreateModel + CreateEndpointConfig (the plan's own bodies), then an
+                    endpoint config of the live variants as they are plus the candidate with
+                    InitialVariantWeight 0, UpdateEndpoint (RetainAllVariantProperties) onto
+                    it, DescribeEndpoint until InService; the stable version is not touched
+                    (its weight, instances and scalable target stay); with no stable version,
+                    deploy()
+  set_traffic       UpdateEndpointWeightsAndCapacities, DesiredWeight per variant
+  invoke_deployment sagemaker-runtime InvokeEndpoint with TargetVariant
+  traffic           CloudWatch GetMetricData, AWS/SageMaker, EndpointName + VariantName:
+                    Invocations (Sum), Invocation5XXErrors (Sum), ModelLatency (p95, in
+                    microseconds: / 1000)
+  retire            (weight 0 only) DeregisterScalableTarget of that variant, then an endpoint
+                    config without it (the remaining version's own config when one is left)
+                    and UpdateEndpoint, then its model and config are deleted
+The candidate is not registered with Application Auto Scaling during the canary, nor after
+its promotion: it serves at deploy.min_replicas until the next `recipe endpoint deploy` of
+the same run registers it (that deploy finds the model, config and endpoint in place).
+
 The container is AWS's vLLM Deep Learning Container, SageMaker variant (providers/images.yaml,
 endpoint_images, aws): its entrypoint turns every SM_VLLM_<NAME> variable into vLLM's
 --<name> argument (true -> a bare flag, a JSON array -> one argument per element) and runs
@@ -44,10 +64,12 @@ vllm/entrypoints/openai/generate/factories.py @ 04a0413c).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from providers import serving, staging
@@ -65,6 +87,7 @@ from providers.base import (
     ProviderError,
     Request,
     ServingSpec,
+    TrafficSample,
 )
 from recipes.errors import Problem, RecipeInputError
 from recipes.schema import Recipe
@@ -131,10 +154,11 @@ class SageMakerEndpoints:
 
     name = "aws"
 
-    def __init__(self, clients: dict[str, Any] | None = None):
-        # Tests inject moto-backed clients ("sagemaker:REGION", "sagemaker-runtime:REGION");
-        # otherwise built per region from the usual AWS credential chain.
+    def __init__(self, clients: dict[str, Any] | None = None, now: Callable[[], float] = time.time):
+        # Tests inject moto-backed clients ("sagemaker:REGION", "sagemaker-runtime:REGION",
+        # "cloudwatch:REGION"); otherwise built per region from the usual AWS credential chain.
         self.clients = sdk.Clients(clients)
+        self.now = now  # the end of a traffic() window (tests inject their clock)
 
     # --- plan ------------------------------------------------------------------------
 
@@ -165,12 +189,228 @@ class SageMakerEndpoints:
     # --- deploy ----------------------------------------------------------------------
 
     def deploy(self, plan: EndpointPlan) -> Deployed:
-        region = plan.region
-        api = _Hosting(
+        return serving.deploy(plan, self._hosting(plan.region), _ref(plan))
+
+    def _hosting(self, region: str) -> _Hosting:
+        return _Hosting(
             self.clients.get("sagemaker", region),
             _Scaling(lambda: self.clients.get("application-autoscaling", region)),
         )
-        return serving.deploy(plan, api, _ref(plan))
+
+    # --- releases (ReleaseBackend): two production variants of one endpoint ----------
+
+    def deploy_candidate(self, plan: EndpointPlan, stable: EndpointRef | None) -> EndpointRef:
+        """The candidate as a second variant beside the stable one, with weight 0.
+
+        CreateModel and CreateEndpointConfig with the plan's own bodies (so a later deploy
+        of the same plan finds them), then an endpoint config holding the endpoint's
+        variants as they are plus the candidate's with InitialVariantWeight 0 (botocore's
+        sagemaker model: VariantWeight, min 0), then UpdateEndpoint onto it with
+        RetainAllVariantProperties, so the stable variant keeps its live weight and instance
+        count (autoscaling may have changed it), and DescribeEndpoint until InService. The
+        stable variant's scalable target stays: SageMaker refuses an update that changes or
+        removes a registered variant, and this one does neither (endpoint-scaling-update.html).
+        The candidate is not registered for autoscaling during the canary: it serves a
+        share at its min_replicas instances. With no stable version, this is deploy().
+        """
+        if stable is None:
+            return self.deploy(plan).ref
+        sm, hosting = self.clients.get("sagemaker", plan.region), self._hosting(plan.region)
+        bodies = {r.api: r.body for r in plan.requests}
+        found = _describe(sm, "endpoint", plan.endpoint)
+        if found is None:
+            raise ProviderError(
+                f"SageMaker endpoint {plan.endpoint} not found: its stable version "
+                f"{stable.deployment} should be serving it",
+                ErrorKind.NOT_FOUND,
+            )
+        for api in (CREATE_MODEL, CREATE_CONFIG):
+            hosting.apply(Request(api, bodies[api]))
+        hosting.wait_in_service(plan.endpoint)  # an endpoint being updated refuses another
+        found = _describe(sm, "endpoint", plan.endpoint) or found
+        current = _live_config(sm, found)
+        variants = current["ProductionVariants"]
+        if plan.deployment in (v["VariantName"] for v in variants):
+            return _ref(plan)  # already beside it
+        own = bodies[CREATE_CONFIG]
+        candidate = {**own["ProductionVariants"][0], "InitialVariantWeight": 0.0}
+        both = [*variants, candidate]
+        config = {
+            "EndpointConfigName": _config_name(plan.endpoint, both),
+            "ProductionVariants": both,
+            "Tags": own["Tags"],
+        }
+        hosting.apply(Request(CREATE_CONFIG, config))
+        _update_endpoint(sm, plan.endpoint, config["EndpointConfigName"])
+        hosting.wait_in_service(plan.endpoint)
+        return _ref(plan)
+
+    def set_traffic(self, ref: EndpointRef, weights: dict[str, int]) -> None:
+        """UpdateEndpointWeightsAndCapacities: DesiredWeight per variant (relative weights;
+        percentages summing to 100 are such weights), then DescribeEndpoint until InService.
+        Instance counts are left alone (no DesiredInstanceCount). A variant already gone
+        that is asked for 0 is left out (a rollback resumed after its retire)."""
+        sm, hosting = (
+            self.clients.get("sagemaker", ref.ids["region"]),
+            self._hosting(ref.ids["region"]),
+        )
+        found = _describe(sm, "endpoint", ref.endpoint)
+        if found is None:
+            raise ProviderError(f"SageMaker endpoint {ref.endpoint} not found", ErrorKind.NOT_FOUND)
+        present = {v["VariantName"] for v in found.get("ProductionVariants") or []}
+        desired = [
+            {"VariantName": name, "DesiredWeight": float(weight)}
+            for name, weight in sorted(weights.items())
+            if weight or name in present
+        ]
+        hosting.wait_in_service(ref.endpoint)
+        sdk.call(
+            lambda: sm.update_endpoint_weights_and_capacities(
+                EndpointName=ref.endpoint, DesiredWeightsAndCapacities=desired
+            ),
+            f"UpdateEndpointWeightsAndCapacities {ref.endpoint}",
+        )
+        hosting.wait_in_service(ref.endpoint)
+
+    def invoke_deployment(
+        self, ref: EndpointRef, deployment: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """InvokeEndpoint with TargetVariant: that variant alone, whatever its weight."""
+        runtime = self.clients.get("sagemaker-runtime", ref.ids["region"])
+        return sdk.invoke_endpoint(runtime, ref.endpoint, body, target_variant=deployment)
+
+    def traffic(self, ref: EndpointRef, deployment: str, since: float) -> TrafficSample:
+        """The variant's own CloudWatch metrics since `since` (GetMetricData, one period
+        spanning the window, so Sum and p95 are over all of it).
+
+        Namespace AWS/SageMaker, dimensions EndpointName and VariantName: Invocations (Sum),
+        Invocation5XXErrors (Sum: the model's 5xx answers), ModelLatency (p95; in
+        MICROseconds, hence / 1000) (docs.aws.amazon.com/sagemaker/latest/dg/
+        monitoring-cloudwatch.html, "Endpoint invocation metrics"). CloudWatch rounds a
+        StartTime of under 15 days ago down to the minute (API_GetMetricData.html), so
+        the window starts at the minute of `since` and may count the minute's earlier
+        requests, the golden probe's included (Invocations counts TargetVariant requests).
+        """
+        region = ref.ids["region"]
+        cw = self.clients.get("cloudwatch", region)
+        until = self.now()
+        start = int(since // 60) * 60
+        end = max(start + 60, -(-int(until) // 60) * 60)
+        period = end - start
+        dims = [
+            {"Name": "EndpointName", "Value": ref.endpoint},
+            {"Name": "VariantName", "Value": deployment},
+        ]
+        queries = [
+            {
+                "Id": key,
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/SageMaker",
+                        "MetricName": metric,
+                        "Dimensions": dims,
+                    },
+                    "Period": period,
+                    "Stat": stat,
+                },
+                "ReturnData": True,
+            }
+            for key, metric, stat in _TRAFFIC_METRICS
+        ]
+        values: dict[str, list[float]] = {key: [] for key, _, _ in _TRAFFIC_METRICS}
+        token: dict[str, str] = {}
+        while True:
+            fetch = functools.partial(
+                cw.get_metric_data,
+                MetricDataQueries=queries,
+                StartTime=datetime.fromtimestamp(start, UTC),
+                EndTime=datetime.fromtimestamp(end, UTC),
+                **token,
+            )
+            page = sdk.call(fetch, f"GetMetricData AWS/SageMaker {ref.endpoint}/{deployment}")
+            for result in page.get("MetricDataResults", []):
+                values[result["Id"]] += [float(v) for v in result.get("Values", [])]
+            if not page.get("NextToken"):
+                break
+            token = {"NextToken": page["NextToken"]}
+        # More than one period (a window CloudWatch split): the worst period's p95.
+        p95_us = max(values["latency"], default=None)
+        return TrafficSample(
+            deployment=deployment,
+            requests=int(sum(values["invocations"])),
+            errors=int(sum(values["errors"])),
+            p95_ms=None if p95_us is None else p95_us / 1000.0,
+            since=since,
+            until=until,
+        )
+
+    def retire(self, ref: EndpointRef, deployment: str) -> None:
+        """Take a variant without traffic off the endpoint, then delete its model and config.
+
+        Its scalable target is deregistered first (SageMaker refuses an UpdateEndpoint that
+        removes a registered variant: endpoint-scaling-update.html) and registered again if
+        the update is refused. The endpoint moves to a config of the other variants (the
+        remaining version's own config when one is left), with RetainAllVariantProperties so
+        their live weights and instance counts stay. Absent is fine."""
+        region = ref.ids["region"]
+        sm, hosting = self.clients.get("sagemaker", region), self._hosting(region)
+        found = _describe(sm, "endpoint", ref.endpoint)
+        summary = next(
+            (
+                v
+                for v in (found or {}).get("ProductionVariants") or []
+                if v["VariantName"] == deployment
+            ),
+            None,
+        )
+        if found is not None and summary is not None:
+            weight = float(summary.get("CurrentWeight", 1.0))
+            others = [v for v in found["ProductionVariants"] if v is not summary]
+            if weight > 0 or not others:
+                raise ProviderError(
+                    f"variant {deployment} of {ref.endpoint} still serves "
+                    + ("its only traffic" if not others else f"weight {weight:g}")
+                    + "; not removed",
+                    ErrorKind.CONFLICT,
+                )
+            hosting.wait_in_service(ref.endpoint)
+            previous = _live_config(sm, found)
+            keep = [v for v in previous["ProductionVariants"] if v["VariantName"] != deployment]
+            target = self._config_for(sm, hosting, ref.endpoint, previous, keep)
+            removed = hosting.scaling.release_one(resource_id(ref.endpoint, deployment))
+            try:
+                _update_endpoint(sm, ref.endpoint, target)
+            except ProviderError as exc:
+                raise hosting.scaling.restore(removed, exc) from None
+            hosting.wait_in_service(ref.endpoint)
+            if _describe(sm, "model", previous["EndpointConfigName"]) is None:
+                _delete(sm, "endpoint_config", previous["EndpointConfigName"])  # a pair's
+        if _ours(ref.endpoint).fullmatch(deployment):  # only what a deploy named for it
+            _delete(sm, "endpoint_config", deployment)
+            _delete(sm, "model", deployment)
+
+    def _config_for(
+        self,
+        sm: Any,
+        hosting: _Hosting,
+        endpoint: str,
+        previous: dict[str, Any],
+        keep: list[dict[str, Any]],
+    ) -> str:
+        """The config holding just `keep`: one version's own config when it is one and reads
+        back so, else a new one named after the variants."""
+        if len(keep) == 1:
+            own = _describe(sm, "endpoint_config", keep[0]["VariantName"])
+            if own is not None and [v["VariantName"] for v in own["ProductionVariants"]] == [
+                keep[0]["VariantName"]
+            ]:
+                return own["EndpointConfigName"]
+        name = _config_name(endpoint, keep)
+        arn = previous.get("EndpointConfigArn")
+        tags = _tags(sm, arn) if arn else []
+        body = {"EndpointConfigName": name, "ProductionVariants": keep, "Tags": tags}
+        hosting.apply(Request(CREATE_CONFIG, body))
+        return name
 
     # --- status / invoke / delete ----------------------------------------------------
 
@@ -210,7 +450,7 @@ class SageMakerEndpoints:
         for target in scaling.targets(ref.endpoint):
             scaling.deregister(target["ResourceId"])
         _delete(sm, "endpoint", ref.endpoint)
-        ours = re.compile(re.escape(ref.endpoint) + r"-[0-9a-f]{8}")
+        ours = _ours(ref.endpoint)
         for kind in ("endpoint_config", "model"):
             names = set(_list_names(sm, kind, ref.endpoint)) | {ref.deployment}
             for name in sorted(n for n in names if ours.fullmatch(n)):
@@ -644,6 +884,15 @@ class _Scaling:
             )
         )
 
+    def release_one(self, resource: str) -> list[tuple[dict[str, Any], list[Any]]]:
+        """Deregister one variant's target, if registered; what was removed, to restore."""
+        target = self.target(resource)
+        if target is None:
+            return []
+        policies = self.policies(resource)
+        self.deregister(resource)
+        return [(target, policies)]
+
     def release(self, endpoint: str, keep: str) -> list[tuple[dict[str, Any], list[Any]]]:
         """Deregister the endpoint's targets but `keep`; what was removed, to restore."""
         removed = []
@@ -724,6 +973,59 @@ def _list_names(sm: Any, kind: str, contains: str) -> list[str]:
     pages = sdk.call(lambda: sm.get_paginator(f"list_{suffix}s"), f"List{operation}s")
     found = sdk.call(lambda: list(pages.paginate(NameContains=contains)), f"List{operation}s")
     return [item[param] for page in found for item in page.get(plural, [])]
+
+
+# --- releases: helpers ------------------------------------------------------------------------
+
+# (query id, metric, statistic) of a variant's traffic (monitoring-cloudwatch.html: Invocations
+# and Invocation5XXErrors are counts, Sum; ModelLatency in microseconds, percentiles allowed;
+# an extended statistic "p95" is a valid MetricStat.Stat, botocore's cloudwatch model).
+_TRAFFIC_METRICS = (
+    ("invocations", "Invocations", "Sum"),
+    ("errors", "Invocation5XXErrors", "Sum"),
+    ("latency", "ModelLatency", "p95"),
+)
+
+
+def _ours(endpoint: str) -> re.Pattern[str]:
+    """The names a deploy or a release gives this endpoint's models and configs."""
+    return re.compile(re.escape(endpoint) + r"-[0-9a-f]{8}")
+
+
+def _config_name(endpoint: str, variants: list[dict[str, Any]]) -> str:
+    """An endpoint config of several variants, named after them (ENDPOINT-XXXXXXXX like a
+    deployment's, so delete_endpoint finds it; variants are named by content, so the same
+    name is the same body)."""
+    names = "+".join(sorted(v["VariantName"] for v in variants))
+    return f"{endpoint}-{hashlib.sha256(names.encode()).hexdigest()[:8]}"
+
+
+def _live_config(sm: Any, endpoint: dict[str, Any]) -> dict[str, Any]:
+    """DescribeEndpointConfig of the config the endpoint runs."""
+    name = endpoint["EndpointConfigName"]
+    found = _describe(sm, "endpoint_config", name)
+    if found is None:
+        raise ProviderError(
+            f"endpoint config {name} of {endpoint['EndpointName']} not found", ErrorKind.NOT_FOUND
+        )
+    return found
+
+
+def _update_endpoint(sm: Any, endpoint: str, config: str) -> None:
+    """UpdateEndpoint keeping the live variants' weights and instance counts
+    (RetainAllVariantProperties, botocore's sagemaker model); a new variant takes the
+    config's InitialVariantWeight and InitialInstanceCount."""
+    sdk.call(
+        lambda: sm.update_endpoint(
+            EndpointName=endpoint, EndpointConfigName=config, RetainAllVariantProperties=True
+        ),
+        f"UpdateEndpoint {endpoint}",
+    )
+
+
+def _tags(sm: Any, arn: str) -> list[dict[str, str]]:
+    found = sdk.call(lambda: sm.list_tags(ResourceArn=arn), f"ListTags {arn}")
+    return list(found.get("Tags", []))
 
 
 def _ref(plan: EndpointPlan) -> EndpointRef:

@@ -278,19 +278,26 @@ def _k8s_wait(exc: Any, attempt: int) -> float:
 _RUNTIME_UNAVAILABLE = {"ServiceUnavailable", "InternalFailure", "InternalDependencyException"}
 
 
-def invoke_endpoint(runtime: Any, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+def invoke_endpoint(
+    runtime: Any, endpoint: str, body: dict[str, Any], target_variant: str | None = None
+) -> dict[str, Any]:
     """POST one JSON body to the endpoint's container (/invocations); its JSON answer.
 
-    The body never appears in an error: only the service's code and message do.
+    `target_variant` sends it to that production variant alone, whatever the weights
+    (botocore's sagemaker-runtime model, InvokeEndpoint.TargetVariant: the
+    X-Amzn-SageMaker-Target-Variant header). The body never appears in an error: only the
+    service's code and message do.
     """
     bex = exceptions()
-    what = f"InvokeEndpoint {endpoint}"
+    what = f"InvokeEndpoint {endpoint}" + (f" ({target_variant})" if target_variant else "")
+    target = {"TargetVariant": target_variant} if target_variant else {}
     try:
         answer = runtime.invoke_endpoint(
             EndpointName=endpoint,
             ContentType="application/json",
             Accept="application/json",
             Body=json.dumps(body).encode(),
+            **target,
         )
         raw = answer["Body"].read()
     except bex.ClientError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -206,7 +207,13 @@ def _arn(kind: str, name: str, region: str = REGION) -> str:
 class SageMakerHosting(BotocoreFake):
     """The SageMaker control plane of real-time endpoints over moto, with what moto lacks:
 
-    - UpdateEndpoint (moto has none): the endpoint moves to the new config's variants;
+    - UpdateEndpoint (moto has none): the endpoint moves to the new config's variants, each
+      with its weight (a weight of 0 included, which moto's CreateEndpoint drops), and with
+      RetainAllVariantProperties a variant already live keeps its weight and instance count;
+    - UpdateEndpointWeightsAndCapacities: moto's sets a variant's instance count to None when
+      the body has no DesiredInstanceCount; here the body is checked against botocore's model
+      (required members, VariantWeight >= 0), refused while the endpoint is not InService or
+      names a variant it lacks, and only what it names changes (Updating with settle=False);
     - Create* of a name that exists is refused, as SageMaker does ("Cannot create already
       existing model|endpoint configuration|endpoint", ValidationException), where moto would
       silently replace it;
@@ -220,13 +227,20 @@ class SageMakerHosting(BotocoreFake):
     Errors queued with `error()` (BotocoreFake) come first, for the Nth-call failures.
     """
 
-    _OWN = ("CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint")
+    _OWN = (
+        "CreateModel",
+        "CreateEndpointConfig",
+        "CreateEndpoint",
+        "UpdateEndpoint",
+        "UpdateEndpointWeightsAndCapacities",
+    )
 
     def __init__(self, client: Any, settle: bool = True):
         super().__init__(client)
         self.settle = settle
         self.region = client.meta.region_name
         self.accepted: dict[str, list[tuple[dict[str, Any], bool]]] = defaultdict(list)
+        self.weight_history: list[dict[str, float]] = []  # after each accepted weights change
         for operation in (*self._OWN, "DeleteModel", "DeleteEndpointConfig", "DeleteEndpoint"):
             self.watch(operation)
 
@@ -256,6 +270,8 @@ class SageMakerHosting(BotocoreFake):
             )
         if operation == "UpdateEndpoint":
             return self._update(request, body)
+        if operation == "UpdateEndpointWeightsAndCapacities":
+            return self._weights(request, body)
         if operation == "CreateEndpointConfig":
             return self._create_config(request, body)
         return None  # moto answers
@@ -320,16 +336,94 @@ class SageMakerHosting(BotocoreFake):
             if status not in ("InService", "Failed"):
                 arn = _arn("endpoint", body["EndpointName"])
                 return f'Cannot update in-progress endpoint "{arn}".'
+            registered = _registered_variants(self.region, body["EndpointName"])
+            kept = {
+                v["VariantName"]
+                for v in backend.endpoint_configs[body["EndpointConfigName"]].production_variants
+            }
+            if registered - kept:
+                # SageMaker refuses to remove a variant registered for autoscaling
+                # (docs: endpoint-scaling-update.html); the wording here is assumed.
+                return (
+                    f"The variant(s) {', '.join(sorted(registered - kept))} are registered for "
+                    "autoscaling; deregister them before removing them from the endpoint."
+                )
+        if operation == "UpdateEndpointWeightsAndCapacities":
+            return self._weights_refusal(backend, body)
         return None
+
+    def _weights_refusal(self, backend: Any, body: dict[str, Any]) -> str | None:
+        from botocore.validate import ParamValidator
+
+        shape = self.client.meta.service_model.operation_model(
+            "UpdateEndpointWeightsAndCapacities"
+        ).input_shape
+        report = ParamValidator().validate(body, shape)
+        if report.has_errors():
+            return report.generate_report()
+        arn = _arn("endpoint", body["EndpointName"])
+        if body["EndpointName"] not in backend.endpoints:
+            return f'Could not find endpoint "{arn}".'
+        endpoint = backend.endpoints[body["EndpointName"]]
+        if endpoint.endpoint_status != "InService":
+            return f'Cannot update in-progress endpoint "{arn}".'
+        live = {v["VariantName"] for v in endpoint.production_variants}
+        names = [d["VariantName"] for d in body["DesiredWeightsAndCapacities"]]
+        if len(set(names)) != len(names):
+            return "The variant names in the request must be unique."
+        missing = [n for n in names if n not in live]
+        if missing:
+            return (
+                f'The variant name(s) "{", ".join(missing)}" is/are not present within '
+                f'endpoint configuration "{endpoint.endpoint_config_name}".'
+            )
+        return None
+
+    def _weights(self, request: Any, body: dict[str, Any]) -> Any:
+        endpoint = _hosting(self.region).endpoints[body["EndpointName"]]
+        for desired in body["DesiredWeightsAndCapacities"]:
+            variant = next(
+                v
+                for v in endpoint.production_variants
+                if v["VariantName"] == desired["VariantName"]
+            )
+            if "DesiredWeight" in desired:
+                variant["CurrentWeight"] = variant["DesiredWeight"] = desired["DesiredWeight"]
+            if "DesiredInstanceCount" in desired:
+                count = desired["DesiredInstanceCount"]
+                variant["CurrentInstanceCount"] = variant["DesiredInstanceCount"] = count
+        endpoint.endpoint_status = "InService" if self.settle else "Updating"
+        self.weight_history.append(weights(endpoint))
+        return _answer(
+            request,
+            200,
+            {"EndpointArn": endpoint.arn},
+            {"Content-Type": "application/x-amz-json-1.1"},
+        )
+
+    def weights(self, endpoint: str) -> dict[str, float]:
+        """VariantName -> CurrentWeight, as DescribeEndpoint reads back."""
+        return weights(_hosting(self.region).endpoints[endpoint])
 
     def _update(self, request: Any, body: dict[str, Any]) -> Any:
         backend = _hosting(self.region)
         endpoint = backend.endpoints[body["EndpointName"]]
         config = backend.endpoint_configs[body["EndpointConfigName"]]
+        retain = body.get("RetainAllVariantProperties", False)
+        live = {v["VariantName"]: v for v in endpoint.production_variants}
         endpoint.endpoint_config_name = config.endpoint_config_name
-        endpoint.production_variants = endpoint._process_production_variants(
-            config.production_variants
-        )
+        variants = endpoint._process_production_variants(config.production_variants)
+        for variant, wanted in zip(variants, config.production_variants, strict=True):
+            weight = float(wanted.get("InitialVariantWeight", 1.0))
+            variant["CurrentWeight"] = variant["DesiredWeight"] = weight
+            before = live.get(variant["VariantName"])
+            if retain and before is not None:
+                for key in ("CurrentWeight", "DesiredWeight"):
+                    variant[key] = before.get(key, 1.0)
+                for key in ("CurrentInstanceCount", "DesiredInstanceCount"):
+                    if key in before:
+                        variant[key] = before[key]
+        endpoint.production_variants = variants
         endpoint.endpoint_status = "InService" if self.settle else "Updating"
         return _answer(
             request,
@@ -421,8 +515,25 @@ class SageMakerRuntime(BotocoreFake):
                 request, 400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found."
             )
         endpoint = backend.endpoints[name]
-        variant = endpoint.production_variants[0]["VariantName"]
-        served = served_models(endpoint)
+        target = headers.get("x-amzn-sagemaker-target-variant")
+        names = [v["VariantName"] for v in endpoint.production_variants]
+        if target is not None and target not in names:
+            # Not checked against the service: the message SageMaker gives is assumed.
+            return _runtime_error(
+                request,
+                400,
+                "ValidationError",
+                f"Target variant {target} does not exist on endpoint {name}.",
+            )
+        # Without a target, the variant with the greatest weight answers (deterministic).
+        variant = (
+            target
+            or max(endpoint.production_variants, key=lambda v: float(v.get("CurrentWeight", 1.0)))[
+                "VariantName"
+            ]
+        )
+        self.invocations[-1]["variant"] = variant
+        served = served_models(endpoint, variant)
         if body.get("model") not in served:
             # vLLM's answer to an unknown model (openai serving: check_model -> 404).
             original = json.dumps(
@@ -452,11 +563,34 @@ class SageMakerRuntime(BotocoreFake):
         )
 
 
-def served_models(endpoint: Any) -> set[str]:
-    """The names the endpoint's vLLM answers to, from its model's SM_VLLM_* variables."""
+def _registered_variants(region: str, endpoint: str) -> set[str]:
+    """The endpoint's variants that moto's Application Auto Scaling has as scalable targets."""
+    from moto.applicationautoscaling.models import applicationautoscaling_backends
+
+    prefix = f"endpoint/{endpoint}/variant/"
+    targets = applicationautoscaling_backends[ACCOUNT][region].targets
+    return {
+        resource[len(prefix) :]
+        for by_dimension in targets.values()
+        for resource in by_dimension
+        if resource.startswith(prefix)
+    }
+
+
+def weights(endpoint: Any) -> dict[str, float]:
+    return {
+        v["VariantName"]: float(v.get("CurrentWeight", 1.0)) for v in endpoint.production_variants
+    }
+
+
+def served_models(endpoint: Any, variant: str | None = None) -> set[str]:
+    """The names the variant's vLLM answers to (the first variant's by default), from its
+    model's SM_VLLM_* variables."""
     backend = _hosting(endpoint.arn.split(":")[3])
     config = backend.endpoint_configs[endpoint.endpoint_config_name]
-    model = backend._models[config.production_variants[0]["ModelName"]]
+    found = config.production_variants
+    chosen = next((v for v in found if v["VariantName"] == variant), found[0])
+    model = backend._models[chosen["ModelName"]]
     env = model.primary_container.get("Environment", {})
     names = {m["name"] for m in json.loads(env.get("SM_VLLM_LORA_MODULES", "[]"))}
     names.add(env.get("SM_VLLM_SERVED_MODEL_NAME") or env.get("SM_VLLM_MODEL", ""))
@@ -495,3 +629,69 @@ def _runtime_error(request: Any, status: int, code: str, message: str, **extra: 
             "x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.coral.service/",
         },
     )
+
+
+# --- CloudWatch: a variant's metrics as SageMaker publishes them -----------------------------
+
+
+@contextlib.contextmanager
+def cloudwatch_percentiles() -> Iterator[None]:
+    """moto's GetMetricData with extended statistics (pNN), which moto answers with nothing:
+    the nearest-rank percentile of the period's raw values (published with Values/Counts or
+    Value; CloudWatch computes no percentile from statistic sets either)."""
+    from unittest import mock
+
+    from moto.cloudwatch.models import Statistics
+
+    plain = Statistics.get_statistics_for_type
+
+    def stat(self: Any, name: str) -> Any:
+        if name.startswith("p") and name[1:].replace(".", "", 1).isdigit():
+            values = sorted(self.metric_single_values_list)
+            if not values:
+                return None
+            rank = max(1, math.ceil(float(name[1:]) / 100 * len(values)))
+            return values[rank - 1]
+        return plain(self, name)
+
+    with mock.patch.object(Statistics, "get_statistics_for_type", stat):
+        yield
+
+
+def put_variant_metrics(
+    cw: Any,
+    endpoint: str,
+    variant: str,
+    at: float,
+    invocations: int,
+    errors_5xx: int = 0,
+    latencies_ms: list[float] | None = None,
+) -> None:
+    """One minute of a variant's metrics as SageMaker puts them in CloudWatch: namespace
+    AWS/SageMaker, dimensions EndpointName and VariantName; Invocations and
+    Invocation5XXErrors counts, ModelLatency in MICROseconds (docs.aws.amazon.com/sagemaker/
+    latest/dg/monitoring-cloudwatch.html)."""
+    from datetime import UTC, datetime
+
+    when = datetime.fromtimestamp(at, UTC)
+    dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    data: list[dict[str, Any]] = [
+        {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": when, "Value": invocations},
+        {
+            "MetricName": "Invocation5XXErrors",
+            "Dimensions": dims,
+            "Timestamp": when,
+            "Value": errors_5xx,
+        },
+    ]
+    if latencies_ms:
+        data.append(
+            {
+                "MetricName": "ModelLatency",
+                "Dimensions": dims,
+                "Timestamp": when,
+                "Values": [ms * 1000 for ms in latencies_ms],
+                "Unit": "Microseconds",
+            }
+        )
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=data)
