@@ -55,7 +55,9 @@ class Setup:
 
 
 @pytest.fixture
-def setup(cli: CLI, home: Path, write_recipe, small_data: Path, adapter_dir: Path) -> Iterator[Setup]:
+def setup(
+    cli: CLI, home: Path, write_recipe, small_data: Path, adapter_dir: Path
+) -> Iterator[Setup]:
     recipe = write_recipe(
         tiny_recipe(small_data, deploy={"endpoint": "tiny-triage", "canary": CANARY})
     )
@@ -74,9 +76,7 @@ def release_under_load(setup: Setup, *overrides: str) -> tuple[dict, Load, dict]
     for thread in threads:
         thread.start()
     try:
-        result = setup.cli(
-            "release", setup.candidate, *overrides, "--format", "json", timeout=300
-        )
+        result = setup.cli("release", setup.candidate, *overrides, "--format", "json", timeout=300)
     finally:
         load.stop.set()
         for thread in threads:
