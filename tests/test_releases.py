@@ -188,6 +188,7 @@ def test_a_good_candidate_is_promoted_after_its_bake(world: World) -> None:
     baked = result.release.events[3]["verdicts"]
     assert {v["gate"] for v in baked} == {"served", "error_rate_max", "p95_ms_max"}
     assert all(v["samples"] >= 50 for v in baked) and "@" in result.release.who
+    assert len(result.release.recipe_hash) == 64 and all(e["at"] for e in result.release.events)
     assert Ledger().find_endpoint("tiny-triage").ref.deployment == candidate
 
 

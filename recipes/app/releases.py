@@ -49,6 +49,7 @@ class Release:
     stable: str | None
     shares: list[int]
     who: str
+    recipe_hash: str = ""  # the recipe file's content hash when the release began (audit)
     state: str = "started"
     step: int = 0  # index into shares
     step_started: float | None = None  # the window the gates read starts here
@@ -145,7 +146,7 @@ def release(
             )
         run = _Runner(found, plan, recipe, canary, target, ledger, clock, on_event)
         return ReleaseResult(found, run.roll_back(f"aborted by {_who()}", []))
-    current = found or _new(ledger, plan, canary)
+    current = found or _new(ledger, plan, canary, prepared.loaded.content_hash)
     if dry_run:
         return ReleaseResult(current, "planned")
     run = _Runner(current, plan, recipe, canary, target, ledger, clock, on_event)
@@ -192,7 +193,7 @@ def _in_progress(ledger: Ledger, plan: EndpointPlan) -> Release | None:
     return None
 
 
-def _new(ledger: Ledger, plan: EndpointPlan, canary: CanarySpec) -> Release:
+def _new(ledger: Ledger, plan: EndpointPlan, canary: CanarySpec, recipe_hash: str) -> Release:
     try:
         stable = ledger.find_endpoint(plan.endpoint, plan.provider).ref.deployment
     except RecipeInputError:
@@ -206,6 +207,7 @@ def _new(ledger: Ledger, plan: EndpointPlan, canary: CanarySpec) -> Release:
         stable=stable if stable != plan.deployment else None,
         shares=canary.shares() if stable and stable != plan.deployment else [],
         who=_who(),
+        recipe_hash=recipe_hash,
     )
 
 
