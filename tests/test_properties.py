@@ -412,3 +412,69 @@ def test_alias_bombs_are_refused_quickly(scratch: Path, width: int, depth: int, 
         assert error is not None and "aliases" in error.render()
     assert elapsed < 1.0, elapsed
     assert peak < 64 * 1024 * 1024, peak
+
+
+# --- (6) endpoint, serve and release arguments: 0 (help) or 2, never a traceback -----------
+
+COMMANDS = [
+    ["endpoint", "plan"],
+    ["endpoint", "deploy"],
+    ["endpoint", "status"],
+    ["endpoint", "invoke"],
+    ["endpoint", "delete"],
+    ["release"],
+    ["serve"],
+]
+words = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(
+        [
+            "--provider",
+            "aws",
+            "bogus",
+            "--format",
+            "json",
+            "--adapter",
+            "a=b",
+            "=",
+            "--port",
+            "0",
+            "-1",
+            "99999",
+            "--host",
+            "0.0.0.0",
+            "--endpoint",
+            "--max-tokens",
+            "x=1",
+            "model.base=x",
+            "deploy.min_replicas=-1",
+            "--dry-run",
+            "--abort",
+            "..",
+            ".",
+        ]
+    ),
+)
+
+
+@settings(FAST, max_examples=150)
+@given(st.sampled_from(COMMANDS), st.lists(words, max_size=5))
+def test_endpoint_and_release_arguments(
+    scratch: Path, monkeypatch_module: Any, command: list[str], args: list[str]
+) -> None:
+    if command == ["serve"] and any(a.startswith("builtin:") for a in args):
+        return  # a real model would start serving
+    result = runner.invoke(app, [*command, *args])
+    assert result.exit_code in (0, 2), (command, args, result.exit_code, result.output)
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), result.exception
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module(scratch: Path) -> Iterator[Any]:
+    """An empty RECIPE_HOME: no run id or endpoint resolves, nothing is created elsewhere."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECIPE_HOME", str(scratch / "empty-home"))
+        patch.delenv("RECIPE_SERVE_API_KEY", raising=False)
+        yield patch
