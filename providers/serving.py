@@ -152,24 +152,29 @@ def lora_rank(rank: int) -> int:
     return next((r for r in VLLM_LORA_RANKS if r >= rank), VLLM_LORA_RANKS[-1])
 
 
-def serving_spec(recipe: Recipe, artifact: Artifact, image: str, gpus: int) -> ServingSpec:
-    """Neutral settings of the server: every cloud renders these into its container's form."""
+def serving_spec(
+    recipe: Recipe, artifact: Artifact, image: str, gpus: int, engine: str = "vllm"
+) -> ServingSpec:
+    """Neutral settings of the server: every backend renders these into its own form
+    (a cloud's vLLM container, or `recipe serve` here)."""
     block = deploy_block(recipe)
     max_len = block.max_model_len or recipe.data.max_seq_len
     if artifact.kind == "adapter":
+        rank = artifact.lora_rank or 16
         return ServingSpec(
-            engine="vllm",
+            engine=engine,
             image=image,
             base_model=artifact.base_model,
             served_name=artifact.name,
             adapters={artifact.name: "adapter"},
             max_model_len=max_len,
-            max_lora_rank=lora_rank(artifact.lora_rank or 16),
+            # vLLM takes only some ranks; `recipe serve` loads the adapter as it is.
+            max_lora_rank=lora_rank(rank) if engine == "vllm" else rank,
             gpus=gpus,
         )
     # merged/ (the adapter folded into the base) or model/ (a full fine-tune): one model.
     return ServingSpec(
-        engine="vllm",
+        engine=engine,
         image=image,
         base_model=artifact.kind if artifact.kind == "merged" else "model",
         served_name=artifact.name,

@@ -39,7 +39,6 @@ from providers.base import (
     ErrorKind,
     ProviderError,
     Request,
-    ServingSpec,
     TrafficSample,
 )
 from providers.local import runtime as rt
@@ -95,7 +94,7 @@ class LocalEndpoints:
                     hint=f"use --provider {artifact.provider}",
                 )
             )
-        spec = _spec(recipe, artifact)
+        spec = serving.serving_spec(recipe, artifact, image="", gpus=0, engine="recipe-serve")
         version = serving.version_of(artifact, spec, {"host": HOST})
         deployment = f"{block.endpoint}-{version}"
         port = port_of(version)
@@ -199,14 +198,7 @@ class LocalEndpoints:
             )
         directory.mkdir(parents=True, exist_ok=True)
         command = [self._python, *body["command"][1:]]
-        with (directory / "router.log").open("ab") as log:
-            process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        process = _spawn(command, directory / "router.log")
         rt.write_json_atomic(directory / ROUTER_PID, {"pid": process.pid, "url": body["url"]})
         deadline = time.time() + ROUTER_READY_S
         while time.time() < deadline and process.poll() is None:
@@ -281,18 +273,7 @@ class LocalEndpoints:
             )
         directory.mkdir(parents=True, exist_ok=True)
         command = [self._python, "-m", "recipes", *body["command"][1:]]
-        # Loopback only: the server needs no key, and one inherited from the deploying
-        # shell would lock `recipe endpoint invoke` out.
-        env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
-        with (directory / "server.log").open("ab") as log:
-            process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,  # outlives this command; stopped by delete
-            )
+        process = _spawn(command, directory / "server.log")
         try:
             rt.write_json_atomic(
                 directory / rt.STATE,
@@ -403,20 +384,20 @@ class LocalEndpoints:
             return False
 
 
-def _spec(recipe: Recipe, artifact: Artifact) -> ServingSpec:
-    block = serving.deploy_block(recipe)
-    adapters = {artifact.name: "adapter"} if artifact.kind == "adapter" else {}
-    base = artifact.base_model if artifact.kind == "adapter" else artifact.kind
-    return ServingSpec(
-        engine="recipe-serve",
-        image="",
-        base_model=base if base != "full" else "model",
-        served_name=artifact.name,
-        adapters=adapters,
-        max_model_len=block.max_model_len or recipe.data.max_seq_len,
-        max_lora_rank=artifact.lora_rank,
-        gpus=0,
-    )
+def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A background process of the endpoint: its own session, so it outlives this command
+    (delete stops it), output to its log. Loopback only: it needs no API key, and one
+    inherited from the deploying shell would lock `recipe endpoint invoke` out."""
+    env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def _call(action: Any, what: str) -> Any:
