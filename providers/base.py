@@ -12,8 +12,10 @@ implement these Protocols; there is no base class to inherit from.
   server, a SageMaker endpoint, an Azure ML online endpoint, a Vertex AI endpoint).
 
 What a backend can do is data (`Capabilities`), so gaps are reported, with their
-reasons, before anything is created. Billing and bootstrap seams come with the
-features that need them.
+reasons, before anything is created.
+
+- `BillingBackend`: a cloud's billing exports (in its storage) and cost API, read for
+  `recipe cost report`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from recipes.cost.estimate import Estimate
@@ -31,6 +35,9 @@ from recipes.schema import Recipe
 __all__ = [
     "Capabilities",
     "Artifact",
+    "BillingBackend",
+    "BillingQuery",
+    "BillingRows",
     "ClusterBackend",
     "Deployed",
     "EndpointBackend",
@@ -440,4 +447,49 @@ class ReleaseBackend(Protocol):
 
     def retire(self, ref: EndpointRef, deployment: str) -> None:
         """Remove a deployment that has no traffic (absent is fine)."""
+        ...
+
+
+# --- billing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BillingQuery:
+    """What a cost report asks a billing API for: a period and the tag keys to group by."""
+
+    start: date  # first day, inclusive
+    end: date  # last day, exclusive
+    tag_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BillingRows:
+    """A billing API's answer as normalized rows (recipes.cost.billing.schema.NORMALIZED;
+    `Tags` as a dict), aggregated as the API gives them (by day, service and tag)."""
+
+    source: str  # the source as the user named it
+    format: str  # e.g. "AWS Cost Explorer GetCostAndUsage (by TAG cost_center, daily)"
+    rows: list[dict[str, Any]]
+    notes: tuple[str, ...] = ()  # e.g. tag keys that are not activated for cost allocation
+
+
+@runtime_checkable
+class BillingBackend(Protocol):
+    """A cloud's billing data: export files in its storage, and its cost API.
+
+    `schemes` are the SOURCE prefixes it answers: storage URIs (`s3://`) are downloaded
+    to files the report reads; API sources (`aws-ce:`) are queried through the SDK,
+    paged, with throttling retried."""
+
+    name: str
+    schemes: tuple[str, ...]
+    api_schemes: tuple[str, ...]
+
+    def download(self, uri: str, directory: Path) -> list[Path]:
+        """Every billing file under a storage URI (an object or a prefix), copied into
+        `directory`; a URI that names nothing is a RecipeInputError naming it."""
+        ...
+
+    def query(self, source: str, query: BillingQuery) -> BillingRows:
+        """The API's costs for the period, grouped by day and each requested tag key."""
         ...

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from providers.base import Capabilities, ClusterBackend, EndpointBackend, JobBackend, RunRef
+from providers.base import (
+    BillingBackend,
+    Capabilities,
+    ClusterBackend,
+    EndpointBackend,
+    JobBackend,
+    RunRef,
+)
 from recipes.errors import Problem, RecipeInputError, did_you_mean
 from recipes.schema import Recipe
 
@@ -27,6 +34,7 @@ class ProviderInfo:
     capabilities: str  # "module:NAME" of its Capabilities
     targets: dict[str, str]  # kind of job -> "module:Class"; the first is the default
     endpoint: str = ""  # "module:Class" of its EndpointBackend
+    billing: str = ""  # "module:Class" of its BillingBackend (cost reports)
 
 
 PROVIDERS: dict[str, ProviderInfo] = {
@@ -52,6 +60,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
                 "hyperpod": "providers.aws.hyperpod:HyperPodJobs",
             },
             endpoint="providers.aws.endpoint:SageMakerEndpoints",
+            billing="providers.aws.billing:AwsBilling",
         ),
         ProviderInfo(
             "azure",
@@ -61,6 +70,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
             "providers.azure.settings:CAPABILITIES",
             {"command-job": "providers.azure.command_job:CommandJobs"},
             endpoint="providers.azure.endpoint:OnlineEndpoints",
+            billing="providers.azure.billing:AzureBilling",
         ),
         ProviderInfo(
             "gcp",
@@ -70,8 +80,19 @@ PROVIDERS: dict[str, ProviderInfo] = {
             "providers.gcp.settings:CAPABILITIES",
             {"custom-job": "providers.gcp.custom_job:CustomJobs"},
             endpoint="providers.gcp.endpoint:VertexEndpoints",
+            billing="providers.gcp.billing:GcpBilling",
         ),
     )
+}
+
+# SOURCE prefixes of `recipe cost report`: storage holding billing exports, and cost APIs.
+BILLING_SCHEMES = {
+    "s3://": "aws",
+    "aws-ce:": "aws",
+    "azureml://": "azure",
+    "azure-cost:": "azure",
+    "gs://": "gcp",
+    "bq:": "gcp",
 }
 
 # URI scheme of a data file -> the storage module that reads it (recipe data check).
@@ -130,6 +151,16 @@ def for_run(ref: RunRef, **clients: Any) -> JobBackend:
 def endpoint_backend(name: str, **clients: Any) -> EndpointBackend:
     """The endpoint seam of a provider; clients are injected by tests."""
     return _load(info(name).endpoint)(**clients)
+
+
+def billing_backend(name: str, **clients: Any) -> BillingBackend:
+    """A provider's billing seam (cost report sources); clients are injected by tests."""
+    return _load(info(name).billing)(**clients)
+
+
+def billing_schemes() -> dict[str, str]:
+    """SOURCE prefix -> provider, without importing any backend (for messages and help)."""
+    return dict(BILLING_SCHEMES)
 
 
 def local_server() -> Any:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from providers.base import EndpointRef, RunRef, State
+from providers.base import EndpointRef, Plan, RunRef, State
 from recipes.errors import Problem, RecipeInputError, did_you_mean
 from recipes.home import runs_dir
 
@@ -62,6 +62,24 @@ MIGRATIONS: tuple[str, ...] = (
         data        TEXT NOT NULL,
         created_at  REAL NOT NULL,
         updated_at  REAL NOT NULL
+    )
+    """,
+    # 4: the plan's estimate of each run and endpoint, kept for cost reports to reconcile
+    # with billing data. usd: a run's expected cost; an endpoint's cost per hour at
+    # min_replicas. detail: instance type, nodes, spot, cluster, replicas (JSON).
+    """
+    CREATE TABLE IF NOT EXISTS estimates (
+        kind        TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        provider    TEXT NOT NULL,
+        region      TEXT NOT NULL,
+        currency    TEXT NOT NULL,
+        usd         REAL NOT NULL,
+        hours       REAL,
+        detail      TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        ended_at    REAL,
+        PRIMARY KEY (kind, id, provider)
     )
     """,
 )
@@ -195,6 +213,7 @@ class Ledger:
                     time.time(),
                 ),
             )
+        self.record_estimate(endpoint_estimate(ref, plan))
 
     def find_endpoint(self, endpoint: str, provider: str | None = None) -> EndpointEntry:
         with self._db() as db:
@@ -227,6 +246,51 @@ class Ledger:
             db.execute(
                 "DELETE FROM endpoints WHERE provider = ? AND endpoint = ?", (provider, endpoint)
             )
+        self.end_estimate("endpoint", endpoint, provider)
+
+    # --- estimates (cost reports reconcile billing data with them) ----------------------
+
+    def record_estimate(self, estimate: EstimateRow) -> None:
+        """Keep the plan's estimate of a run or endpoint; a redeploy replaces it."""
+        e = estimate
+        with self._db() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO estimates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    e.kind,
+                    e.id,
+                    e.provider,
+                    e.region,
+                    e.currency,
+                    e.usd,
+                    e.hours,
+                    json.dumps(e.detail),
+                    e.created_at,
+                    e.ended_at,
+                ),
+            )
+
+    def end_estimate(self, kind: str, id: str, provider: str, at: float | None = None) -> None:
+        """An endpoint was deleted: its hourly estimate stops accruing."""
+        with self._db() as db:
+            db.execute(
+                "UPDATE estimates SET ended_at = ? WHERE kind = ? AND id = ? AND provider = ?",
+                (at or time.time(), kind, id, provider),
+            )
+
+    def estimates(self) -> list[EstimateRow]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM estimates ORDER BY created_at").fetchall()
+        return [
+            EstimateRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9])
+            for r in rows
+        ]
+
+    def run_times(self) -> dict[str, tuple[float, float, State]]:
+        """run id -> (submitted, last state change, state): node-hours for cluster splits."""
+        with self._db() as db:
+            rows = db.execute("SELECT run_id, created_at, updated_at, state FROM runs").fetchall()
+        return {r[0]: (r[1], r[2], State(r[3])) for r in rows}
 
     # --- releases -----------------------------------------------------------------------
 
@@ -269,6 +333,20 @@ class Ledger:
 
 
 @dataclass(frozen=True)
+class EstimateRow:
+    kind: str  # run | endpoint
+    id: str  # run id | endpoint name
+    provider: str
+    region: str
+    currency: str
+    usd: float  # run: the expected cost; endpoint: per hour at min_replicas
+    hours: float | None  # run: the expected hours; endpoint: None
+    detail: dict  # instance_type, nodes, spot, cluster, min/max replicas, basis
+    created_at: float
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True)
 class ReleaseRow:
     release_id: str
     provider: str
@@ -286,6 +364,52 @@ class EndpointEntry:
     run_id: str
     plan: dict  # the plan deploy sent (EndpointPlan.to_dict())
     created_at: float
+
+
+def run_estimate(plan: Plan, at: float | None = None) -> EstimateRow:
+    """What a run's plan expected to cost: spot when the plan runs on spot."""
+    est, compute = plan.estimate, plan.compute
+    spot = bool(compute.get("spot")) and est.spot_usd is not None
+    return EstimateRow(
+        kind="run",
+        id=plan.identity.run_id,
+        provider=plan.provider,
+        region=str(compute.get("region", "")),
+        currency=est.currency,
+        usd=float(est.spot_usd if spot else est.on_demand_usd),
+        hours=est.hours,
+        detail={
+            k: compute[k]
+            for k in ("instance_type", "nodes", "spot", "cluster", "accelerator")
+            if k in compute
+        }
+        | {"basis": est.basis},
+        created_at=at or time.time(),
+    )
+
+
+def endpoint_estimate(ref: EndpointRef, plan: dict) -> EstimateRow:
+    """An endpoint's cost per hour at min_replicas, from the plan deploy sent."""
+    est = plan.get("estimate", {})
+    compute = plan.get("compute", {})
+    return EstimateRow(
+        kind="endpoint",
+        id=ref.endpoint,
+        provider=ref.provider,
+        region=str(plan.get("region", "")),
+        currency=str(est.get("currency", "USD")),
+        usd=float(est.get("hourly_usd", 0.0)),
+        hours=None,
+        detail={
+            "instance_type": est.get("instance_type"),
+            "deployment": ref.deployment,
+            "run_id": plan.get("artifact", {}).get("run_id"),
+            "monthly_usd": est.get("monthly_usd"),
+            "max_monthly_usd": est.get("max_monthly_usd"),
+        }
+        | {k: compute[k] for k in ("min_replicas", "max_replicas") if k in compute},
+        created_at=time.time(),
+    )
 
 
 def _endpoint_entry(row: tuple) -> EndpointEntry:

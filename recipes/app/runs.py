@@ -14,7 +14,7 @@ from typing import Any
 from providers import registry
 from providers.base import JobBackend, Plan, RunIdentity, RunRef, RunStatus, State
 from providers.staging import cloud_identity
-from recipes.app.ledger import Ledger
+from recipes.app.ledger import Ledger, run_estimate
 from recipes.app.preflight import check_local_data
 from recipes.cost.budget import check_budget
 from recipes.errors import Problem, RecipeInputError
@@ -142,6 +142,7 @@ def run(
     submitted = backend.submit(plan)
     # Absolute: `recipe endpoint` reads it again, perhaps from another directory.
     ledger.record(submitted.ref, recipe.name, str(Path(file).resolve()), State.QUEUED)
+    ledger.record_estimate(run_estimate(plan))
     state = State.QUEUED
     if submitted.existing:
         state = backend.status(submitted.ref).state

@@ -3,7 +3,8 @@
 A thin layer over the use cases in recipes.app, split by command group: runs.py
 (validate, plan, run, status, logs, cancel, runs, providers, schema, export),
 data.py (`recipe data`), cluster.py (`recipe cluster`), endpoint.py (`recipe serve`,
-`recipe endpoint`); render.py prints.
+`recipe endpoint`), release.py (`recipe release`), cost.py (`recipe cost`); render.py
+and render_cost.py print.
 
 Exit codes: 0 ok · 1 the run failed or a gate failed · 2 bad input or usage ·
 3 a provider or cloud error (a missing extra included: the message names the pip install).
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from recipes.cli import cluster, data, endpoint, release, runs
+from recipes.cli import cluster, cost, data, endpoint, release, runs
 
 app = typer.Typer(
     name="recipe",
@@ -25,6 +26,8 @@ app = typer.Typer(
         "(or azure, gcp): the exact requests, hardware, tags and cost, offline\n\n"
         "Serve:       recipe serve RUN_ID (OpenAI API here); recipe endpoint deploy RUN_ID "
         "(on the run's cloud); recipe release RUN_ID (canary, gates, rollback)\n\n"
+        "Cost:        recipe cost report BILLING_DATA --by cost_center,month (billing exports "
+        "or cost APIs; estimate vs actual per run)\n\n"
         "Exit codes: 0 ok, 1 run or gate failed, 2 bad input, 3 provider or cloud error "
         "(a missing extra too)."
     ),
@@ -39,6 +42,7 @@ app.add_typer(cluster.app, name="cluster")
 app.command()(endpoint.serve)
 app.add_typer(endpoint.app, name="endpoint")
 app.command()(release.release)
+app.add_typer(cost.app, name="cost")
 
 
 def main() -> None:

@@ -1,0 +1,146 @@
+"""Billing files as DuckDB tables: which files a SOURCE holds, how DuckDB reads them, and
+how the synthetic writers write them.
+
+Readable: Parquet, CSV (optionally gzipped) and JSON lines (the BigQuery export's JSON),
+each alone or a directory of them (an export's many parts). A file DuckDB cannot read is
+one RecipeInputError naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from recipes.cost.billing.schema import Table, literal, quote
+from recipes.errors import Problem, RecipeInputError
+
+SUFFIXES = (".parquet", ".csv", ".csv.gz", ".jsonl", ".json", ".jsonl.gz", ".json.gz")
+# Azure and AWS write a manifest beside the data; it is not billing data.
+_SKIPPED = ("manifest.json", "-manifest.json", "_manifest.json")
+
+
+def connect(threads: int | None = None, memory_limit: str | None = None) -> Any:
+    import duckdb  # the `cost` extra; imported here so `recipe --help` never pays for it
+
+    con = duckdb.connect(":memory:")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        con.execute(f"SET memory_limit = {literal(memory_limit)}")
+    return con
+
+
+def kind_of(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(_SKIPPED):
+        return None
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
+        return "json"
+    return None
+
+
+def billing_files(location: Path) -> list[Path]:
+    """The billing files at a path: the file itself, or those under a directory."""
+    if location.is_file():
+        if kind_of(location) is None:
+            raise RecipeInputError(
+                Problem(
+                    "not a billing file",
+                    file=str(location),
+                    hint="expected Parquet, CSV, gzipped CSV or JSON lines ("
+                    + ", ".join(SUFFIXES)
+                    + ")",
+                )
+            )
+        return [location]
+    if location.is_dir():
+        found = sorted(p for p in location.rglob("*") if p.is_file() and kind_of(p))
+        if not found:
+            raise RecipeInputError(
+                Problem(
+                    "no billing files in this directory",
+                    file=str(location),
+                    hint="expected Parquet, CSV, gzipped CSV or JSON lines ("
+                    + ", ".join(SUFFIXES)
+                    + ")",
+                )
+            )
+        return found
+    raise RecipeInputError(Problem("no such file or directory", file=str(location)))
+
+
+def relation(kind: str, paths: Sequence[Path]) -> str:
+    files = "[" + ", ".join(literal(str(p)) for p in paths) + "]"
+    if kind == "parquet":
+        return f"read_parquet({files}, union_by_name = true)"
+    if kind == "csv":
+        # Every column as text first would lose types; DuckDB sniffs them, and a header row
+        # is required (all providers' CSV exports have one).
+        return f"read_csv({files}, header = true, union_by_name = true, sample_size = 20480)"
+    return f"read_json({files}, format = 'newline_delimited', union_by_name = true)"
+
+
+def open_table(con: Any, kind: str, paths: Sequence[Path]) -> Table:
+    """The files as one DuckDB relation and its columns; unreadable files are named."""
+    rel = relation(kind, paths)
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()
+    except Exception as exc:  # duckdb.Error and its subclasses; the message names the file
+        raise RecipeInputError(
+            Problem(
+                f"cannot read it as {kind}: {first_line(exc)}",
+                file=str(paths[0])
+                if len(paths) == 1
+                else f"{paths[0].parent}/ ({len(paths)} files)",
+            )
+        ) from None
+    return Table(rel, {row[0]: row[1] for row in described}, tuple(str(p) for p in paths))
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+# --- writing (the synthetic generators) ----------------------------------------------------
+
+
+def write_rows(
+    columns: Sequence[tuple[str, str]],
+    rows: Iterable[Mapping[str, Any]],
+    path: Path,
+    fmt: str | None = None,
+) -> None:
+    """Rows (dicts keyed by column name) written as Parquet, CSV, gzipped CSV or JSON lines
+    by the path's suffix, with the given DuckDB column types."""
+    con = connect()
+    names = [name for name, _ in columns]
+    con.execute("CREATE TABLE t (" + ", ".join(f"{quote(n)} {t}" for n, t in columns) + ")")
+    placeholders = ", ".join("?" for _ in names)
+    con.executemany(
+        f"INSERT INTO t VALUES ({placeholders})", [[row.get(n) for n in names] for row in rows]
+    )
+    copy(con, "t", path, fmt)
+    con.close()
+
+
+def copy(con: Any, table_sql: str, path: Path, fmt: str | None = None) -> None:
+    """COPY a table or a (query) to a file; the format named, or else from the suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = path.name.lower()
+    if fmt == "parquet" or (fmt is None and name.endswith(".parquet")):
+        options = "FORMAT parquet"
+    elif name.endswith(".csv.gz"):
+        options = "FORMAT csv, HEADER true, COMPRESSION gzip"
+    elif fmt == "csv" or name.endswith(".csv"):
+        options = "FORMAT csv, HEADER true"
+    elif name.endswith((".jsonl", ".json")):
+        options = "FORMAT json"
+    else:
+        raise ValueError(f"unknown billing file suffix: {path}")
+    con.execute(f"COPY {table_sql} TO {literal(str(path))} ({options})")
