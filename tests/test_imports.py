@@ -28,6 +28,11 @@ HEAVY = (
     "fastapi",  # `recipe serve` only
     "uvicorn",
     "openai",
+    "duckdb",  # `recipe cost report` only
+    "pandas",
+    "pyarrow",
+    "google.cloud.bigquery",
+    "azure.mgmt.costmanagement",
 )
 
 PROBE = """
@@ -78,4 +83,11 @@ def test_endpoint_help_imports_nothing_heavy() -> None:
     for args in (("endpoint", "--help"), ("serve", "--help"), ("endpoint", "plan", "--help")):
         code, modules = imported_by(*args)
         assert code == 0
+        assert not modules, (args, modules)
+
+
+def test_cost_help_imports_nothing_heavy() -> None:
+    for args in (("cost", "--help"), ("cost", "report", "--help"), ("cost", "sample", "--help")):
+        code, modules = imported_by(*args)
+        assert code == 0, args
         assert not modules, (args, modules)

@@ -338,3 +338,96 @@ def _runtime_error(exc: Any, endpoint: str, what: str) -> ProviderError:
     if code in _RUNTIME_UNAVAILABLE:
         return ProviderError(f"{what} failed: {code}: {message}", ErrorKind.UNREACHABLE)
     return error(exc, what)
+
+
+# --- Billing: Cost Explorer and the S3 prefix of a billing export (providers.aws.billing) -----
+
+# Cost Explorer answers too many calls with LimitExceededException ("You made too many calls
+# in a short period of time", botocore's ce model), not with a quota: it is retried, as the
+# usual throttling codes are. Module-level so tests can shorten the wait.
+CE_ATTEMPTS = 5
+CE_BACKOFF_S = 1.0  # doubled after each attempt
+CE_REGION = "us-east-1"  # Cost Explorer's one endpoint (ce.us-east-1.amazonaws.com)
+_CE_RETRIED = _THROTTLED_CODES | {"LimitExceededException"}
+
+
+def retried(fn: Callable[[], T], what: str) -> T:
+    """One call, repeated with exponential backoff while AWS throttles it; any other failure
+    (or throttling past the last attempt) is a typed ProviderError."""
+    bex = exceptions()
+    for attempt in range(CE_ATTEMPTS):
+        try:
+            return fn()
+        except bex.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _CE_RETRIED:
+                if attempt + 1 < CE_ATTEMPTS:
+                    time.sleep(CE_BACKOFF_S * 2**attempt)
+                    continue
+                raise ProviderError(
+                    f"{what}: still throttled ({code}) after {CE_ATTEMPTS} attempts; try again later",
+                    ErrorKind.THROTTLED,
+                ) from None
+            raise error(exc, what) from None
+        except bex.BotoCoreError as exc:
+            raise error(exc, what) from None
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def cost_and_usage(ce: Any, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every page of GetCostAndUsage (NextPageToken followed), each retried when throttled."""
+    pages = []
+    token: str | None = None
+    while True:
+        body = {**request, **({"NextPageToken": token} if token else {})}
+        page = retried(lambda body=body: ce.get_cost_and_usage(**body), "ce GetCostAndUsage")
+        pages.append(page)
+        token = page.get("NextPageToken")
+        if not token:
+            return pages
+
+
+def cost_allocation_tags(ce: Any, keys: list[str]) -> dict[str, str]:
+    """Status (Active | Inactive) of each user-defined cost allocation tag among `keys` that
+    AWS knows; a key AWS has never seen on a resource is absent."""
+    found: dict[str, str] = {}
+    token: str | None = None
+    while True:
+        body: dict[str, Any] = {"TagKeys": keys[:100], "Type": "UserDefined"}
+        if token:
+            body["NextToken"] = token
+        page = retried(
+            lambda body=body: ce.list_cost_allocation_tags(**body), "ce ListCostAllocationTags"
+        )
+        for tag in page.get("CostAllocationTags", []):
+            found[tag["TagKey"]] = tag["Status"]
+        token = page.get("NextToken")
+        if not token:
+            return found
+
+
+S3_PAGE_SIZE = 1000  # ListObjectsV2's most keys a page; module-level so tests can shrink it
+
+
+def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """Every object key under a prefix (ListObjectsV2, paged)."""
+    keys: list[str] = []
+    paginator = s3.get_paginator("list_objects_v2")
+    config = {"PageSize": S3_PAGE_SIZE}
+
+    def pages() -> None:
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig=config):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+
+    call(pages, f"list s3://{bucket}/{prefix}")
+    return keys
+
+
+def read_object(s3: Any, bucket: str, key: str) -> bytes:
+    return call(
+        lambda: s3.get_object(Bucket=bucket, Key=key)["Body"].read(), f"read s3://{bucket}/{key}"
+    )
+
+
+def download_object(s3: Any, bucket: str, key: str, target: str) -> None:
+    call(lambda: s3.download_file(bucket, key, target), f"read s3://{bucket}/{key}")

@@ -466,3 +466,71 @@ def arm_get(client: Any, path: str, params: dict[str, str], what: str) -> dict[s
         return dict(response.json())
 
     return call(get, what)
+
+
+# --- Cost Management: the Query API (recipe cost report azure-cost:SCOPE) -------------------
+# azure-mgmt-costmanagement's QueryOperations.usage (POST {scope}/providers/
+# Microsoft.CostManagement/query, api-version 2025-03-01): the body is its QueryDefinition
+# model, the answer its QueryResult (properties.columns, .rows, .nextLink). usage() does not
+# follow nextLink; the next page is the same POST with nextLink's $skiptoken (REST reference
+# "Query - Usage", learn.microsoft.com/rest/api/cost-management/query/usage). 429 answers
+# are retried by azure-core's RetryPolicy, which waits what Retry-After says.
+
+
+def cost_client(base_url: str | None = None, credential: Any = None, **kwargs: Any) -> Any:
+    """A CostManagementClient logged in through DefaultAzureCredential (or `credential`);
+    `base_url` and pipeline kwargs (retry_total, per_call_policies) point it elsewhere."""
+    try:
+        from azure.mgmt.costmanagement import CostManagementClient
+    except ImportError:
+        raise missing_extra("azure", "azure-mgmt-costmanagement") from None
+    if credential is None:
+        try:
+            from azure.identity import DefaultAzureCredential
+        except ImportError:
+            raise missing_extra("azure", "azure-identity") from None
+        credential = DefaultAzureCredential()
+    return CostManagementClient(credential, base_url=base_url, **kwargs)
+
+
+def cost_query_body(
+    kind: str, start: Any, end: Any, aggregate: str, groupings: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """The JSON of a QueryDefinition: `kind` ActualCost or AmortizedCost, Custom timeframe
+    from `start` to `end` (datetimes, both inclusive), daily, the Sum of `aggregate` as
+    totalCost, grouped by (type, name) pairs (TagKey or Dimension; the API takes two)."""
+    try:
+        from azure.mgmt.costmanagement import models
+    except ImportError:
+        raise missing_extra("azure", "azure-mgmt-costmanagement") from None
+    definition = models.QueryDefinition(
+        type=kind,
+        timeframe=models.TimeframeType.CUSTOM,
+        time_period=models.QueryTimePeriod(from_property=start, to=end),
+        dataset=models.QueryDataset(
+            granularity=models.GranularityType.DAILY,
+            aggregation={
+                "totalCost": models.QueryAggregation(
+                    name=aggregate, function=models.FunctionType.SUM
+                )
+            },
+            grouping=[models.QueryGrouping(type=t, name=n) for t, n in groupings],
+        ),
+    )
+    return dict(definition.as_dict())
+
+
+def cost_query(
+    client: Any, scope: str, body: dict[str, Any], skiptoken: str | None = None
+) -> dict[str, Any]:
+    """One page of the Query API: {"columns": [...], "rows": [...], "nextLink": ...}."""
+    from azure.mgmt.costmanagement import models
+
+    params = {"$skiptoken": skiptoken} if skiptoken else {}
+    result = call(
+        lambda: client.query.usage(scope, models.QueryDefinition(body), params=params),
+        f"query the costs of {scope}",
+    )
+    if result is None or result.properties is None:  # 204: nothing in the period
+        return {"columns": [], "rows": [], "nextLink": None}
+    return dict(result.properties.as_dict())

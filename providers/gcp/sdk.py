@@ -367,3 +367,61 @@ def get_pages(session: Any, url: str, params: dict[str, str], key: str, what: st
         token = page.get("nextPageToken", "")
         if not token:
             return items
+
+
+# --- Cloud Billing export (providers/gcp/billing.py: `recipe cost report`) -----------------
+
+BIGQUERY_PAGE_SIZE = 10000  # rows per jobs.getQueryResults page
+# BigQuery's own roles for reading the export: the job runs in the table's project.
+BIGQUERY_ROLES_HINT = (
+    "the caller needs roles/bigquery.jobUser on the project and roles/bigquery.dataViewer "
+    "on the billing export dataset"
+)
+
+
+def bigquery_client(project: str, credentials: Any = None) -> Any:
+    """google-cloud-bigquery's Client for `project` (Application Default Credentials)."""
+    bigquery = module("google.cloud.bigquery")
+    return bigquery.Client(project=project, credentials=credentials or default_credentials())
+
+
+def bigquery_retry() -> Any:
+    """google-cloud-bigquery's DEFAULT_RETRY (retries `rateLimitExceeded`, `backendError`,
+    429 and 5xx: google/cloud/bigquery/retry.py), with this module's backoff so tests can
+    shorten it."""
+    retry = module("google.cloud.bigquery.retry")
+    return retry.DEFAULT_RETRY.with_delay(
+        initial=RETRY_INITIAL_S, maximum=RETRY_MAX_S, multiplier=2.0
+    ).with_timeout(RETRY_DEADLINE_S)
+
+
+def bigquery_rows(
+    client: Any, sql: str, parameters: list[tuple[str, str, Any]], what: str
+) -> list[dict[str, Any]]:
+    """Every row of a parameterized GoogleSQL query, paged (jobs.query, then
+    jobs.getQueryResults with pageToken), as dicts. `parameters` are (name, BigQuery type,
+    value): values travel as query parameters, never in the SQL text."""
+    bigquery = module("google.cloud.bigquery")
+    from google.api_core import exceptions as gex
+
+    config = bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter(n, t, v) for n, t, v in parameters],
+        use_legacy_sql=False,
+    )
+
+    def run() -> list[dict[str, Any]]:
+        try:
+            result = client.query_and_wait(
+                sql,
+                job_config=config,
+                retry=bigquery_retry(),
+                page_size=BIGQUERY_PAGE_SIZE,
+            )
+            return [dict(row.items()) for row in result]
+        except (gex.Forbidden, gex.NotFound) as exc:
+            error = provider_error(exc, what)
+            raise ProviderError(
+                f"{str(error).split(' (check', 1)[0]} ({BIGQUERY_ROLES_HINT})", error.kind
+            ) from None
+
+    return call(run, what)

@@ -483,7 +483,10 @@ def _row(e: Expected, estimate: float, actual: float | None, a: dict[str, float]
 
 
 def _run(con: Any, e: Expected, request: Request, start: float, end: float) -> dict[str, Any]:
-    a = _actuals(con, e.provider, _tag_is("run_id", e.id))
+    # An endpoint carries its run's run_id too (to link it to what it serves); its hours
+    # are the endpoint's, not the run's.
+    not_endpoint = f"{quote(tag_column('endpoint'))} IS NULL"
+    a = _actuals(con, e.provider, f"{_tag_is('run_id', e.id)} AND {not_endpoint}")
     if a["rows"] == 0 and e.provider == "azure" and e.detail.get("cluster"):
         return _split(con, e, request, start, end)
     if a["rows"] == 0:

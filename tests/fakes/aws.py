@@ -695,3 +695,100 @@ def put_variant_metrics(
             }
         )
     cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=data)
+
+
+# --- Cost Explorer and CUR exports (providers.aws.billing) ------------------------------------
+
+MOTO_CE_RESULTS = "http://motoapi.amazonaws.com/moto-api/static/ce/cost-and-usage-results"
+
+
+def ce_client(max_attempts: int = 1) -> Any:
+    """A Cost Explorer client (inside mock_aws) with botocore's own retries off by default, so
+    a test sees the retries our code makes."""
+    from botocore.config import Config
+
+    return boto3.client(
+        "ce", region_name=REGION, config=Config(retries={"total_max_attempts": max_attempts})
+    )
+
+
+def register_cost_and_usage(pages: list[dict[str, Any]]) -> None:
+    """Queue GetCostAndUsage answers through moto's own API (moto/ce/models.py: each new
+    request body takes the next queued result, so a NextPageToken request gets the next page)."""
+    import requests
+
+    answer = requests.post(MOTO_CE_RESULTS, json={"results": pages}, timeout=10)
+    assert answer.status_code == 201, answer.text
+
+
+def cost_explorer_pages(
+    charges: list[Any], tag_key: str | None, days_per_page: int = 10
+) -> list[dict[str, Any]]:
+    """What GetCostAndUsage answers for synthetic charges, DAILY, grouped by TAG `tag_key` and
+    RECORD_TYPE, split into pages of `days_per_page` days linked by NextPageToken.
+
+    Shapes from botocore's ce model (ResultByTime, Group, MetricValue): amounts are strings,
+    TAG group keys are "key$value" ("key$" when the line has no such tag), RECORD_TYPE values
+    as Cost Explorer names them (Usage, Credit, Refund, Tax), Estimated for days not final."""
+    by_day: dict[Any, dict[tuple[str, ...], list[float]]] = defaultdict(dict)
+    estimated: dict[Any, bool] = {}
+    for c in charges:
+        if c.provider != "aws":
+            continue
+        day = c.start.date()
+        keys = ((f"{tag_key}${c.tags.get(tag_key, '')}",) if tag_key else ()) + (c.charge_kind,)
+        sums = by_day[day].setdefault(keys, [0.0, 0.0, 0.0])
+        sums[0] += c.billed_cost
+        sums[1] += c.effective_cost
+        sums[2] += c.quantity
+        estimated[day] = estimated.get(day, False) or not c.final
+    days = sorted(by_day)
+    results = []
+    for day in days:
+        groups = [
+            {
+                "Keys": list(keys),
+                "Metrics": {
+                    "UnblendedCost": {"Amount": f"{v[0]:.10f}", "Unit": "USD"},
+                    "AmortizedCost": {"Amount": f"{v[1]:.10f}", "Unit": "USD"},
+                },
+            }
+            for keys, v in sorted(by_day[day].items())
+        ]
+        results.append(
+            {
+                "TimePeriod": {"Start": day.isoformat(), "End": (day + _one_day()).isoformat()},
+                "Total": {},
+                "Groups": groups,
+                "Estimated": estimated[day],
+            }
+        )
+    chunks = [results[i : i + days_per_page] for i in range(0, len(results), days_per_page)]
+    pages = []
+    for n, chunk in enumerate(chunks):
+        page: dict[str, Any] = {"ResultsByTime": chunk, "DimensionValueAttributes": []}
+        if n + 1 < len(chunks):
+            page["NextPageToken"] = f"page-{n + 2}"
+        pages.append(page)
+    return pages
+
+
+def _one_day() -> Any:
+    from datetime import timedelta
+
+    return timedelta(days=1)
+
+
+def cost_allocation_tags(fake: BotocoreFake, statuses: dict[str, str]) -> None:
+    """ListCostAllocationTags (which moto lacks) answering these keys' statuses, every time."""
+    fake.answer(
+        "ListCostAllocationTags",
+        200,
+        {
+            "CostAllocationTags": [
+                {"TagKey": key, "Type": "UserDefined", "Status": status}
+                for key, status in statuses.items()
+            ]
+        },
+        times=None,
+    )

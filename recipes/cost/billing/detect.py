@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from recipes.cost.billing.files import billing_files, kind_of, open_table
-from recipes.cost.billing.schema import Format, Table
+from recipes.cost.billing.schema import Format, Table, quote
 from recipes.errors import Problem, RecipeInputError
 
 # "module:NAME" of each format, most specific first (GCP detailed before standard: it is
@@ -69,8 +69,69 @@ def detect(con: Any, location: Path, label: str | None = None) -> list[Detected]
     out = []
     for (kind, name, description), paths in groups.items():
         table = open_table(con, kind, paths)
+        if kind != "parquet":
+            for path in paths:
+                check_numbers(con, open_table(con, kind, [path]))
         out.append(Detected(by_name[name], description, table))
     return out
+
+
+# Money and quantity columns of every format (lower-cased). In CSV and JSON a malformed
+# value turns the whole column into text; it is found here, with its line, rather than
+# failing later with no location (or, worse, being read as zero).
+NUMERIC = frozenset(
+    name.lower()
+    for name in (
+        # FOCUS
+        "BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "ConsumedQuantity",
+        "PricingQuantity", "ListUnitPrice", "ContractedUnitPrice",
+        # AWS CUR 2.0 and legacy CUR
+        "line_item_unblended_cost", "line_item_blended_cost", "line_item_net_unblended_cost",
+        "pricing_public_on_demand_cost", "reservation_effective_cost",
+        "savings_plan_savings_plan_effective_cost", "line_item_usage_amount",
+        "lineItem/UnblendedCost", "lineItem/BlendedCost", "lineItem/UsageAmount",
+        "pricing/publicOnDemandCost", "reservation/EffectiveCost",
+        "savingsPlan/SavingsPlanEffectiveCost",
+        # Azure cost details
+        "CostInBillingCurrency", "CostInPricingCurrency", "CostInUsd", "PayGPrice",
+        "paygCostInBillingCurrency", "Quantity", "UnitPrice", "EffectivePrice",
+        # GCP billing export
+        "cost", "cost_at_list",
+    )
+)  # fmt: skip
+
+
+def check_numbers(con: Any, table: Table) -> None:
+    """Each money or quantity column read as text must hold only numbers (or nothing)."""
+    for column, kind in table.columns.items():
+        if kind != "VARCHAR" or column.lower() not in NUMERIC:
+            continue
+        col = quote(column)
+        bad = con.execute(
+            f"SELECT r, v FROM (SELECT row_number() OVER () AS r, {col} AS v "
+            f"FROM {table.relation}) WHERE v IS NOT NULL AND trim(v) <> '' "
+            f"AND TRY_CAST(v AS DOUBLE) IS NULL LIMIT 1"
+        ).fetchone()
+        if bad:
+            line = (
+                int(bad[0]) + 1
+                if table.paths[0].lower().endswith((".csv", ".csv.gz"))
+                else int(bad[0])
+            )
+            raise RecipeInputError(
+                Problem(
+                    f"{short(bad[1])} is not a number",
+                    file=table.paths[0],
+                    line=line,
+                    field=column,
+                    hint="money and quantity columns hold numbers such as 12.5 or -0.25",
+                )
+            )
+
+
+def short(value: object) -> str:
+    text = repr(str(value))
+    return text if len(text) <= 60 else text[:57] + "...'"
 
 
 def _match(found: Sequence[Format], columns: Mapping[str, str], path: str) -> Format | None:

@@ -192,7 +192,7 @@ def tag_sql(tags_type: str, key: str) -> str:
         return map_tag_sql('"Tags"', "", prefixes)
     if tags_type.startswith("STRUCT") and tags_type.endswith("[]"):
         wanted = "[" + ", ".join(literal(p) for p in prefixes) + "]"
-        return f'(list_filter("Tags", t -> list_contains({wanted}, t.key)))[1].value'
+        return f'(list_filter("Tags", lambda t: list_contains({wanted}, t.key)))[1].value'
     return json_tag_sql('"Tags"', "", prefixes)
 
 
@@ -203,7 +203,7 @@ def tags_json_sql(tags_type: str) -> str:
     if tags_type.startswith("MAP"):
         return 'CAST(to_json("Tags") AS VARCHAR)'
     if tags_type.startswith("STRUCT") and tags_type.endswith("[]"):
-        return "CAST(to_json(map_from_entries(list_transform(\"Tags\", t -> {'k': t.key, 'v': t.value}))) AS VARCHAR)"
+        return "CAST(to_json(map_from_entries(list_transform(\"Tags\", lambda t: {'k': t.key, 'v': t.value}))) AS VARCHAR)"
     return 'CAST("Tags" AS VARCHAR)'
 
 
