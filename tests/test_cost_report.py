@@ -527,3 +527,28 @@ def test_cost_commands_in_a_fresh_process_do_not_import_cloud_sdks(
     sdks = ("boto3", "azure.core", "google.cloud.bigquery", "google.auth", "torch")
     assert not [m for m in modules if m.startswith(sdks)]
     assert "duckdb" in modules
+
+
+def test_the_html_report_of_real_data_draws_in_a_headless_browser(
+    home: Path, cli: CLI, tmp_path: Path, focus_file: Path
+) -> None:
+    """The whole path: billing file and ledger -> `recipe cost report -f html` -> Chromium."""
+    from tests.test_cost_html import Page, _chromium, _headless, _png
+
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("no chromium binary (`make tools` installs Debian's chromium)")
+    _ledger_for("aws", home)
+    page = tmp_path / "report.html"
+    made = cli("cost", "report", focus_file, "--by", "cost_center,month", "-f", "html", "-o", page)
+    assert made.returncode == 0, made.stderr
+    png = tmp_path / "report.png"
+    _headless(
+        binary, tmp_path / "p1", f"--screenshot={png}", "--window-size=1280,2400", page.as_uri()
+    )
+    width, height, colours = _png(png)
+    assert (width, height) == (1280, 2400) and len(colours) > 50
+    dom = _headless(binary, tmp_path / "p2", "--dump-dom", page.as_uri())
+    parsed = Page(dom.stdout)
+    assert len(parsed.in_chart("cost-over-time", "rect", "bar")) == SCENARIO.days
+    assert len(parsed.in_chart("estimate-vs-actual", "g", "recon-row")) == len(SCENARIO.runs) + 1

@@ -465,7 +465,7 @@ def _tag_is(key: str, value: str) -> str:
 
 
 def _row(e: Expected, estimate: float, actual: float | None, a: dict[str, float]) -> dict:
-    variance = None if actual is None else round(actual - estimate, 6)
+    variance = None if actual is None else round(actual - estimate, 6) + 0.0  # no -0.0
     return {
         "kind": e.kind,
         "id": e.id,
