@@ -474,7 +474,7 @@ def _row(e: Expected, estimate: float, actual: float | None, a: dict[str, float]
         "actual": None if actual is None else round(actual, 6),
         "list_actual": round(a["list"], 6) if actual is not None else None,
         "variance": variance,
-        "variance_pct": round(variance / estimate, 6)
+        "variance_pct": round(variance / estimate, 6) + 0.0
         if variance is not None and estimate
         else None,
         "explanations": [],
