@@ -224,26 +224,34 @@ def _keys(values: list[str]) -> list[str]:
     return keys
 
 
+# Billing data lives in these years; the bounds also keep date arithmetic (the day after
+# --to, a sample month's last hour) far from the calendar's end at 9999-12-31.
+YEARS = (1970, 2199)
+
+
 def _day(text: str | None, flag: str, first: bool) -> date | None:
     if text is None:
         return None
+    day: date | None = None
     try:
         if re.fullmatch(r"\d{4}-\d{2}", text):
             year, month = (int(x) for x in text.split("-"))
-            day = 1 if first else calendar.monthrange(year, month)[1]
-            return date(year, month, day)
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return date.fromisoformat(text)
+            last = calendar.monthrange(year, month)[1] if 1 <= month <= 12 else 0
+            day = date(year, month, 1 if first else last)
+        elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            day = date.fromisoformat(text)
     except ValueError:
-        pass
-    raise RecipeInputError(
-        Problem(
-            f"{text[:40]!r} is not a date",
-            file="command line",
-            field=flag,
-            hint="YYYY-MM-DD, or YYYY-MM for a whole month",
+        day = None
+    if day is None or not YEARS[0] <= day.year <= YEARS[1]:
+        raise RecipeInputError(
+            Problem(
+                f"{text[:40]!r} is not a date from {YEARS[0]} to {YEARS[1]}",
+                file="command line",
+                field=flag,
+                hint="YYYY-MM-DD, or YYYY-MM for a whole month",
+            )
         )
-    )
+    return day
 
 
 def _currency(text: str) -> str:
