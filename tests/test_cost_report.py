@@ -427,7 +427,7 @@ def test_each_run_and_endpoint_beside_its_estimate(
             f"compute: {run.hours * run.nodes:.2f} instance-hours billed"
         )
     spot = rows[("run", SCENARIO.runs[1].run_id)]
-    assert any(e.startswith("spot: $") for e in spot["explanations"])
+    assert any(e.startswith("spot: USD ") for e in spot["explanations"])
     endpoint = rows[("endpoint", SCENARIO.endpoint)]
     hours = 24 * SCENARIO.days
     assert close(endpoint["estimate"], round(1.21 * hours, 6))

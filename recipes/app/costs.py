@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -65,8 +65,10 @@ def report(options: ReportOptions, **clients: Any) -> dict[str, Any]:
     con = files.connect(options.threads, options.memory_limit)
     with tempfile.TemporaryDirectory(prefix="recipe-billing-") as tmp:
         selects: list[engine.SourceSelect] = []
+        seen: set[Path] = set()  # a file named twice (or through a link) is read once
         for i, source in enumerate(options.sources):
-            selects += _read(con, source, request, Path(tmp) / str(i), clients)
+            selects += _read(con, source, request, Path(tmp) / str(i), clients, seen)
+        selects = pair_azure_exports(selects)
         result = engine.build(con, selects, request)
         if options.focus_export:
             from recipes.cost import export
@@ -78,7 +80,12 @@ def report(options: ReportOptions, **clients: Any) -> dict[str, Any]:
 
 
 def _read(
-    con: Any, source: str, request: engine.Request, scratch: Path, clients: Mapping[str, Any]
+    con: Any,
+    source: str,
+    request: engine.Request,
+    scratch: Path,
+    clients: Mapping[str, Any],
+    seen: set[Path],
 ) -> list[engine.SourceSelect]:
     tags = engine.needed_tags(request)
     provider, api = _scheme(source)
@@ -92,16 +99,48 @@ def _read(
     else:
         location, label = Path(source).expanduser(), source
     out = []
-    for found in detect.detect(con, location):
+    for found in detect.detect(con, location, seen):
         count = len(found.table.paths)
+        if provider:
+            named = label
+        elif count == 1:
+            named = found.table.paths[0]  # a directory's one file of this format: name it
+        else:
+            named = f"{label} ({count} files)"
         out.append(
             engine.SourceSelect(
-                label=label if count == 1 or provider else f"{label} ({count} files)",
+                label=named,
                 format=found.description,
                 sql=found.format.select(found.table, tags),
                 files=count,
+                kind=found.format.name,
             )
         )
+    return out
+
+
+def pair_azure_exports(selects: list[engine.SourceSelect]) -> list[engine.SourceSelect]:
+    """Azure's actual-cost and amortized-cost exports are the same spend twice. Read
+    together, the actual export gives billed (and list) cost, the amortized one effective
+    cost, and the other figure of each is zeroed, so nothing is counted twice."""
+    kinds = {s.kind for s in selects}
+    if not {"azure-actual", "azure-amortized"} <= kinds:
+        return selects
+    out = []
+    for s in selects:
+        if s.kind == "azure-actual":
+            sql = f"SELECT * REPLACE (0.0 AS EffectiveCost) FROM ({s.sql})"
+            note = (
+                f"{s.label}: Azure actual cost, read beside the amortized export: its billed "
+                "and list cost count, its effective cost is the amortized export's"
+            )
+        elif s.kind == "azure-amortized":
+            sql = f"SELECT * REPLACE (0.0 AS BilledCost, 0.0 AS ListCost) FROM ({s.sql})"
+            note = f"{s.label}: Azure amortized cost: its effective cost counts"
+        else:
+            out.append(s)
+            continue
+        out.append(replace(s, sql=sql, notes=(*s.notes, note)))
     return out
 
 
@@ -202,11 +241,32 @@ def _expected(e: EstimateRow, window: tuple[float, float] | None) -> engine.Expe
 # --- outputs ----------------------------------------------------------------------------------
 
 
-def group_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+MONEY_COLUMNS = ("billed_cost", "effective_cost", "list_cost", "share", "untagged", "currency")
+
+
+def key_columns(by: Sequence[str]) -> list[str]:
+    """Column names for the keys; a key named like a money column (a `currency` tag) gets
+    a `key_` prefix rather than being overwritten."""
+    return [f"key_{k}" if k in MONEY_COLUMNS else k for k in by]
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A tag value a spreadsheet would run as a formula (=, +, -, @) gets a leading
+    apostrophe: CSV files from here are opened by finance in spreadsheets."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def group_rows(result: Mapping[str, Any], csv: bool = False) -> list[dict[str, Any]]:
     """The groups as flat rows (CSV and Parquet): one column per key, then the money."""
     rows = []
+    names = key_columns(result["by"])
     for g in result["groups"]:
-        row = {k: g["key"][k] for k in result["by"]}
+        row = {
+            name: spreadsheet_safe(g["key"][k]) if csv else g["key"][k]
+            for name, k in zip(names, result["by"], strict=True)
+        }
         row |= {
             "billed_cost": g["billed_cost"],
             "effective_cost": g["effective_cost"],
@@ -221,7 +281,7 @@ def group_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def write_table(result: Mapping[str, Any], path: Path, fmt: str) -> None:
     """CSV or Parquet of the groups."""
-    by = list(result["by"])
+    by = key_columns(result["by"])
     columns = [(k, "VARCHAR") for k in by] + [
         ("billed_cost", "DOUBLE"),
         ("effective_cost", "DOUBLE"),
@@ -232,7 +292,7 @@ def write_table(result: Mapping[str, Any], path: Path, fmt: str) -> None:
     ]
     rows = [
         {k: (str(v) if k in by and v is not None else v) for k, v in r.items()}
-        for r in group_rows(result)
+        for r in group_rows(result, csv=fmt == "csv")
     ]
     try:
         files.write_rows(columns, rows, path, fmt)

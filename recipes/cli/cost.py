@@ -172,7 +172,10 @@ def _write(result: dict, output_format: OutputFormat, output: Path | None) -> No
     if output_format == OutputFormat.text:
         from recipes.cli import render_cost
 
-        render_cost.report(result)
+        if output:
+            _write_text(output, render_cost.as_text(result))
+        else:
+            render_cost.report(result)
     elif output_format == OutputFormat.json:
         if output:
             import json
@@ -193,10 +196,13 @@ def _write(result: dict, output_format: OutputFormat, output: Path | None) -> No
     else:  # csv to the terminal
         import csv
 
-        rows = costs.group_rows(result)
+        rows = costs.group_rows(result, csv=True)
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["billed_cost"])
         writer.writeheader()
         writer.writerows(rows)
+    if output_format != OutputFormat.text or output:
+        for note in result["notes"]:  # warnings (overlapping sources, tags) reach the user
+            err(f"note: {note}")
     if output:
         err(f"wrote {output}")
 
@@ -271,11 +277,9 @@ def _rates(values: list[str]) -> dict[str, float]:
     rates = {}
     for value in values:
         code, _, number = value.partition("=")
-        try:
-            rate = float(number)
-            ok = re.fullmatch(r"[A-Za-z]{3}", code) is not None and 0 < rate < 1e9
-        except ValueError:
-            ok = False
+        ok = bool(re.fullmatch(r"[A-Za-z]{3}", code) and re.fullmatch(r"\d+(\.\d+)?", number))
+        rate = float(number) if ok else 0.0
+        ok = ok and 0 < rate < 1e9
         if not ok:
             raise RecipeInputError(
                 Problem(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -50,6 +50,7 @@ class SourceSelect:
     sql: str
     files: int = 0
     notes: tuple[str, ...] = ()
+    kind: str = ""  # the format's short name, e.g. "azure-actual"; "" for an API source
 
 
 @dataclass(frozen=True)
@@ -111,14 +112,19 @@ def needed_tags(request: Request) -> tuple[str, ...]:
 
 def rows_in_period(sources: Sequence[SourceSelect], request: Request) -> str:
     """Every source's normalized rows in the requested period, as one subquery."""
-    union = " UNION ALL BY NAME ".join(f"SELECT * FROM ({s.sql})" for s in sources)
+    union = " UNION ALL BY NAME ".join(
+        f"SELECT *, {i} AS x_Source FROM ({s.sql})" for i, s in enumerate(sources)
+    )
     where = []
     if request.start:
         where.append(f"ChargePeriodStart >= TIMESTAMP {literal(request.start.isoformat())}")
     if request.end:
         after = (request.end + timedelta(days=1)).isoformat()
         where.append(f"ChargePeriodStart < TIMESTAMP {literal(after)}")
-    return f"({union}) AS rows" + (" WHERE " + " AND ".join(where) if where else "")
+    if not where:
+        return f"({union}) AS rows"
+    # Rows with no readable date are kept, so that they are refused rather than dropped.
+    return f"({union}) AS rows WHERE ChargePeriodStart IS NULL OR ({' AND '.join(where)})"
 
 
 def aggregate(con: Any, sources: Sequence[SourceSelect], request: Request) -> None:
@@ -129,9 +135,9 @@ def aggregate(con: Any, sources: Sequence[SourceSelect], request: Request) -> No
     sql = f"""
         CREATE OR REPLACE TEMP TABLE agg AS
         SELECT
-            CAST(ChargePeriodStart AS DATE) AS day,
+            x_Source, CAST(ChargePeriodStart AS DATE) AS day,
             ProviderName, ServiceName, RegionId, SubAccountId, x_ChargeKind, x_CostKind,
-            PricingCategory, BillingCurrency, x_Final AS final,
+            PricingCategory, upper(trim(BillingCurrency)) AS BillingCurrency, x_Final AS final,
             CASE WHEN ProviderName = 'azure'
                  THEN nullif(regexp_extract(ResourceId, '/computes/([^/]+)', 1), '') END
                  AS cluster,
@@ -148,6 +154,51 @@ def aggregate(con: Any, sources: Sequence[SourceSelect], request: Request) -> No
         con.execute(sql)
     except Exception as exc:  # duckdb errors: a value a format could not convert, a bad file
         raise RecipeInputError(_data_problem(exc, sources)) from None
+    _check_rows(con, sources)
+
+
+def _check_rows(con: Any, sources: Sequence[SourceSelect]) -> None:
+    """Rows no report can place are refused, naming their source: no charge date, a cost
+    that is not a finite number, no currency."""
+    problems = []
+    for source, undated, unfinite, uncurrency in con.execute(
+        "SELECT x_Source, sum(rows) FILTER (WHERE day IS NULL), "
+        "sum(rows) FILTER (WHERE NOT (isfinite(coalesce(billed, 0)) "
+        "AND isfinite(coalesce(effective, 0)) AND isfinite(coalesce(list, 0)))), "
+        "sum(rows) FILTER (WHERE coalesce(BillingCurrency, '') = '') "
+        "FROM agg GROUP BY 1 ORDER BY 1"
+    ).fetchall():
+        label = sources[source].label
+        if undated:
+            problems.append(
+                Problem(
+                    f"{int(undated):,} rows have no readable charge date",
+                    file=label,
+                    field="ChargePeriodStart (the format's usage start date column)",
+                    hint="dates as the provider exports them: ISO 8601 (FOCUS, CUR, GCP) or "
+                    "MM/DD/YYYY (Azure cost details)",
+                )
+            )
+        if unfinite:
+            problems.append(
+                Problem(
+                    f"{int(unfinite):,} rows have a cost that is NaN or infinite",
+                    file=label,
+                    field="BilledCost, EffectiveCost or ListCost (the format's cost columns)",
+                    hint="costs are finite numbers",
+                )
+            )
+        if uncurrency:
+            problems.append(
+                Problem(
+                    f"{int(uncurrency):,} rows have no currency",
+                    file=label,
+                    field="BillingCurrency (the format's currency column)",
+                    hint="an ISO 4217 code such as USD",
+                )
+            )
+    if problems:
+        raise RecipeInputError(problems)
 
 
 def _data_problem(exc: BaseException, sources: Sequence[SourceSelect]) -> Problem:
@@ -156,7 +207,7 @@ def _data_problem(exc: BaseException, sources: Sequence[SourceSelect]) -> Proble
     return Problem(
         f"cannot read the billing data: {text}",
         file=named[0] if named else ", ".join(s.label for s in sources)[:300],
-        hint="a value in a cost, quantity or date column is malformed; "
+        hint="a malformed value: a cost, a quantity, a date or the tags (JSON); "
         "`recipe cost report --help` lists the formats read",
     )
 
@@ -170,7 +221,7 @@ def build(con: Any, sources: Sequence[SourceSelect], request: Request) -> dict[s
     _money_view(con, currency, request.rates)
     total = _one(con, "SELECT sum(billed), sum(effective), sum(list), sum(rows) FROM money")
     rows = int(total[3] or 0)
-    if rows == 0:
+    if rows == 0 and (request.start or request.end):
         raise RecipeInputError(
             Problem(
                 "no billing rows in the period",
@@ -178,6 +229,12 @@ def build(con: Any, sources: Sequence[SourceSelect], request: Request) -> dict[s
                 field="--from/--to",
                 hint="widen --from/--to; `recipe cost report SOURCE` without them reports "
                 "the data's whole period",
+            )
+        )
+    if rows == 0:
+        raise RecipeInputError(
+            Problem(
+                "the sources hold no billing rows", file=", ".join(s.label for s in sources)[:300]
             )
         )
     first, last, latest = _one(con, "SELECT min(day), max(day), max(latest) FROM money")
@@ -198,16 +255,74 @@ def build(con: Any, sources: Sequence[SourceSelect], request: Request) -> dict[s
         "untagged": _untagged(con, request, float(total[0] or 0)),
         "not_final": _not_final(con, now),
         "latest_charge": latest.isoformat() if latest else None,
-        "sources": [{"source": s.label, "format": s.format, "files": s.files} for s in sources],
+        "sources": _sources(con, sources),
         "tag_coverage": _coverage(con, request),
         "timeline": _timeline(con),
         "by_cost_center_month": _cost_center_month(con),
-        "reconciliation": reconcile(con, request, period),
+        "reconciliation": reconcile(con, request, period, currency),
         "rows": rows,
         "notes": [],
     }
-    report["notes"] = notes + [n for s in sources for n in s.notes] + _coverage_notes(report)
+    report["notes"] = (
+        notes
+        + [n for s in sources for n in s.notes]
+        + _overlap_notes(con, sources)
+        + _coverage_notes(report)
+        + _reconcile_notes(report, request)
+    )
     return report
+
+
+def _sources(con: Any, sources: Sequence[SourceSelect]) -> list[dict[str, Any]]:
+    found = {
+        i: (providers, rows)
+        for i, providers, rows in con.execute(
+            "SELECT x_Source, string_agg(DISTINCT ProviderName, ', '), sum(rows) FROM agg "
+            "GROUP BY 1"
+        ).fetchall()
+    }
+    return [
+        {
+            "source": s.label,
+            "format": s.format,
+            "files": s.files,
+            "provider": found.get(i, (None, 0))[0],
+            "rows": int(found.get(i, (None, 0))[1] or 0),
+        }
+        for i, s in enumerate(sources)
+    ]
+
+
+def _overlap_notes(con: Any, sources: Sequence[SourceSelect]) -> list[str]:
+    """Two sources with the same account's charges on the same days are most likely two
+    exports of the same spend (a FOCUS and a CUR export, a copy beside the original)."""
+    if len(sources) < 2:
+        return []
+    rows = con.execute(
+        "WITH d AS (SELECT DISTINCT x_Source, ProviderName, SubAccountId, day FROM agg "
+        "WHERE day IS NOT NULL) "
+        "SELECT a.x_Source, b.x_Source, a.ProviderName, a.SubAccountId, count(*) FROM d a "
+        "JOIN d b ON a.ProviderName = b.ProviderName "
+        "AND a.SubAccountId IS NOT DISTINCT FROM b.SubAccountId AND a.day = b.day "
+        "AND a.x_Source < b.x_Source GROUP BY 1, 2, 3, 4 ORDER BY 1, 2"
+    ).fetchall()
+    return [
+        f"{sources[a].label} and {sources[b].label} both hold {provider} account "
+        f"{account or '(none)'} on {days} days: if they are two exports of the same spend, "
+        "it is counted twice; report one of them"
+        for a, b, provider, account, days in rows
+    ]
+
+
+def _reconcile_notes(report: dict[str, Any], request: Request) -> list[str]:
+    skipped = {e.currency for e in request.expected if e.currency.upper() != report["currency"]} - {
+        c for c in request.rates
+    }
+    return [
+        f"estimates in {c} are not compared with actuals in {report['currency']}: pass "
+        f"--rate {c}=RATE to convert them"
+        for c in sorted(skipped)
+    ]
 
 
 def _one(con: Any, sql: str) -> tuple:
@@ -232,9 +347,14 @@ def _currency(con: Any, request: Request) -> tuple[str, list[str]]:
     missing = [c for c in others if c not in request.rates]
     if missing:
         counts = ", ".join(f"{c or '(none)'} ({n:,} rows)" for c, n in found)
+        what = (
+            f"the billing data is in {counts}, not {target}"
+            if target not in currencies
+            else f"the billing data mixes currencies: {counts}; one report has one currency"
+        )
         raise RecipeInputError(
             Problem(
-                f"the billing data mixes currencies: {counts}; one report has one currency",
+                what,
                 file="command line",
                 field="--rate",
                 hint=f"convert with a stated rate, e.g. --rate {missing[0] or 'EUR'}="
@@ -334,11 +454,13 @@ def _untagged(con: Any, request: Request, total: float) -> dict[str, Any] | None
 
 
 def _not_final(con: Any, now: datetime) -> dict[str, Any]:
+    """Rows the data marks as not invoiced; where it cannot say (GCP, FOCUS before 1.2),
+    the current month's rows, which the provider may still revise."""
     month = now.date().replace(day=1).isoformat()
     row = _one(
         con,
         f"SELECT sum(billed), sum(rows), min(day) FROM money "
-        f"WHERE coalesce(final, day >= DATE {literal(month)}) = FALSE",
+        f"WHERE coalesce(final, day < DATE {literal(month)}) = FALSE",
     )
     return {
         "billed_cost": round(float(row[0] or 0), 6),
@@ -416,12 +538,23 @@ def _cost_center_month(con: Any) -> list[dict[str, Any]]:
 # --- reconciliation ---------------------------------------------------------------------------
 
 
-def reconcile(con: Any, request: Request, period: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Each estimate in the period beside what the billing data says it cost."""
+def reconcile(
+    con: Any, request: Request, period: Mapping[str, str], currency: str
+) -> list[dict[str, Any]]:
+    """Each estimate in the period beside what the billing data says it cost: estimates of
+    providers the data covers, in the report's currency (converted at a stated rate)."""
     start = _ts(date.fromisoformat(period["from"]))
     end = _ts(date.fromisoformat(period["to"]) + timedelta(days=1))
+    covered = {p for (p,) in con.execute("SELECT DISTINCT ProviderName FROM money").fetchall()}
     out = []
     for e in request.expected:
+        if e.provider not in covered:
+            continue
+        if e.currency.upper() != currency:
+            rate = request.rates.get(e.currency.upper())
+            if rate is None:
+                continue  # a note says so (_reconcile_notes)
+            e = replace(e, usd=e.usd * rate, currency=currency)
         if e.kind == "run":
             window = e.window or (e.created_at, e.created_at + 3600 * (e.hours or 0))
             if window[1] < start or window[0] >= end:
@@ -502,6 +635,7 @@ def _run(con: Any, e: Expected, request: Request, start: float, end: float) -> d
 
 
 def _explain_run(e: Expected, a: dict[str, float]) -> list[str]:
+    c = e.currency + " "
     out = []
     nodes = int(e.detail.get("nodes") or 1)
     planned = (e.hours or 0) * nodes
@@ -512,17 +646,17 @@ def _explain_run(e: Expected, a: dict[str, float]) -> list[str]:
                 f" ({a['hours'] / planned:.1f}x: retries, more attempts or a longer run than "
                 "the estimate's throughput)"
             )
-        out.append(text + f"; ${a['compute']:.2f}")
+        out.append(text + f"; {c}{a['compute']:.2f}")
     elif a["compute"]:
-        out.append(f"compute: ${a['compute']:.2f}")
+        out.append(f"compute: {c}{a['compute']:.2f}")
     if a["storage"]:
-        out.append(f"storage: ${a['storage']:.2f} (not in the estimate)")
+        out.append(f"storage: {c}{a['storage']:.2f} (not in the estimate)")
     if a["transfer"]:
-        out.append(f"data transfer: ${a['transfer']:.2f} (not in the estimate)")
+        out.append(f"data transfer: {c}{a['transfer']:.2f} (not in the estimate)")
     if a["spot_savings"] > 0.005:
-        out.append(f"spot: ${a['spot_savings']:.2f} below the list price")
+        out.append(f"spot: {c}{a['spot_savings']:.2f} below the list price")
     if a["other"]:
-        out.append(f"other charges: ${a['other']:.2f}")
+        out.append(f"other charges: {c}{a['other']:.2f}")
     return out
 
 
@@ -545,7 +679,7 @@ def _split(con: Any, e: Expected, request: Request, start: float, end: float) ->
     row["split"] = True
     if a["rows"]:
         row["explanations"].append(
-            f"a split: cluster '{cluster}' cost ${a['effective']:.2f} in the period; this run "
+            f"a split: cluster '{cluster}' cost {e.currency} {a['effective']:.2f} in the period; this run "
             f"used {mine:.2f} of the {all_hours:.2f} node-hours of the runs launched from here "
             f"on it ({share:.0%}); other users of the cluster would lower this share"
         )
@@ -576,13 +710,13 @@ def _endpoint(con: Any, e: Expected, hours_up: float) -> dict[str, Any]:
     text = (
         f"billed around the clock, busy or idle: {a['hours']:.0f} instance-hours, "
         f"{expected_hours:.0f} expected ({hours_up:.0f} h up x {replicas} min replica"
-        f"{'s' if replicas > 1 else ''}) at ${e.usd:.2f}/h"
+        f"{'s' if replicas > 1 else ''}) at {e.currency} {e.usd:.2f}/h"
     )
     if a["hours"] > expected_hours * 1.05:
         text += f"; {a['hours'] - expected_hours:.0f} h above min_replicas: autoscaling"
     row["explanations"].append(text)
     if a["storage"] or a["transfer"]:
         row["explanations"].append(
-            f"storage ${a['storage']:.2f}, data transfer ${a['transfer']:.2f} (not in the estimate)"
+            f"storage {e.currency} {a['storage']:.2f}, data transfer {e.currency} {a['transfer']:.2f} (not in the estimate)"
         )
     return row

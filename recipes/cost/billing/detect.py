@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recipes.cost.billing.files import billing_files, kind_of, open_table
+from recipes.cost.billing.files import NUMERIC, billing_files, kind_of, open_table
 from recipes.cost.billing.schema import Format, Table, quote
 from recipes.errors import Problem, RecipeInputError
 
@@ -53,52 +53,32 @@ class Detected:
     table: Table
 
 
-def detect(con: Any, location: Path, label: str | None = None) -> list[Detected]:
-    """The files at a location, grouped into one table per (file kind, format)."""
+def detect(con: Any, location: Path, skip: set[Path] | None = None) -> list[Detected]:
+    """The files at a location, grouped into one table per (file kind, format).
+
+    `skip` holds the resolved paths earlier sources read (a file named twice, or through
+    a link, is read once); this location's files are added to it."""
     groups: dict[tuple[str, str, str], list[Path]] = {}
     found = formats()
+    seen = skip if skip is not None else set()
     for path in billing_files(location):
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
         kind = kind_of(path)
         assert kind is not None
         table = open_table(con, kind, [path])
         fmt = _match(found, table.columns, str(path))
         if fmt is None:
             raise RecipeInputError(_unknown(path, table.columns))
+        check_numbers(con, table)
         groups.setdefault((kind, fmt.name, fmt.describe(table.columns, str(path))), []).append(path)
     by_name = {f.name: f for f in found}
     out = []
     for (kind, name, description), paths in groups.items():
         table = open_table(con, kind, paths)
-        if kind != "parquet":
-            for path in paths:
-                check_numbers(con, open_table(con, kind, [path]))
         out.append(Detected(by_name[name], description, table))
     return out
-
-
-# Money and quantity columns of every format (lower-cased). In CSV and JSON a malformed
-# value turns the whole column into text; it is found here, with its line, rather than
-# failing later with no location (or, worse, being read as zero).
-NUMERIC = frozenset(
-    name.lower()
-    for name in (
-        # FOCUS
-        "BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "ConsumedQuantity",
-        "PricingQuantity", "ListUnitPrice", "ContractedUnitPrice",
-        # AWS CUR 2.0 and legacy CUR
-        "line_item_unblended_cost", "line_item_blended_cost", "line_item_net_unblended_cost",
-        "pricing_public_on_demand_cost", "reservation_effective_cost",
-        "savings_plan_savings_plan_effective_cost", "line_item_usage_amount",
-        "lineItem/UnblendedCost", "lineItem/BlendedCost", "lineItem/UsageAmount",
-        "pricing/publicOnDemandCost", "reservation/EffectiveCost",
-        "savingsPlan/SavingsPlanEffectiveCost",
-        # Azure cost details
-        "CostInBillingCurrency", "CostInPricingCurrency", "CostInUsd", "PayGPrice",
-        "paygCostInBillingCurrency", "Quantity", "UnitPrice", "EffectivePrice",
-        # GCP billing export
-        "cost", "cost_at_list",
-    )
-)  # fmt: skip
 
 
 def check_numbers(con: Any, table: Table) -> None:

@@ -21,6 +21,32 @@ SUFFIXES = (".parquet", ".csv", ".csv.gz", ".jsonl", ".json", ".jsonl.gz", ".jso
 _SKIPPED = ("manifest.json", "-manifest.json", "_manifest.json")
 
 
+# Money and quantity columns of every format (lower-cased). CSV reads them as text: a
+# type guessed from the first rows could be an integer and round every later cent
+# (25,000 zero-cost lines first are common); each format casts them to DOUBLE, and
+# detect.check_numbers finds a malformed value with its line first.
+NUMERIC = frozenset(
+    name.lower()
+    for name in (
+        # FOCUS
+        "BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "ConsumedQuantity",
+        "PricingQuantity", "ListUnitPrice", "ContractedUnitPrice",
+        # AWS CUR 2.0 and legacy CUR
+        "line_item_unblended_cost", "line_item_blended_cost", "line_item_net_unblended_cost",
+        "pricing_public_on_demand_cost", "reservation_effective_cost",
+        "savings_plan_savings_plan_effective_cost", "line_item_usage_amount",
+        "lineItem/UnblendedCost", "lineItem/BlendedCost", "lineItem/UsageAmount",
+        "pricing/publicOnDemandCost", "reservation/EffectiveCost",
+        "savingsPlan/SavingsPlanEffectiveCost",
+        # Azure cost details
+        "CostInBillingCurrency", "CostInPricingCurrency", "CostInUsd", "PayGPrice",
+        "paygCostInBillingCurrency", "Quantity", "UnitPrice", "EffectivePrice",
+        # GCP billing export
+        "cost", "cost_at_list",
+    )
+)  # fmt: skip
+
+
 def connect(threads: int | None = None, memory_limit: str | None = None) -> Any:
     try:
         import duckdb  # the `cost` extra; imported here so `recipe --help` never pays for it
@@ -31,6 +57,9 @@ def connect(threads: int | None = None, memory_limit: str | None = None) -> Any:
         ) from None
 
     con = duckdb.connect(":memory:")
+    # Billing periods are UTC instants: a TIMESTAMPTZ cast to TIMESTAMP, and a day or a
+    # month taken from it, must not move with the machine's time zone.
+    con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
@@ -66,7 +95,11 @@ def billing_files(location: Path) -> list[Path]:
             )
         return [location]
     if location.is_dir():
-        found = sorted(p for p in location.rglob("*") if p.is_file() and kind_of(p))
+        found = sorted(
+            p
+            for p in location.rglob("*")
+            if p.is_file() and kind_of(p) and not _hidden(p.relative_to(location))
+        )
         if not found:
             raise RecipeInputError(
                 Problem(
@@ -81,22 +114,43 @@ def billing_files(location: Path) -> list[Path]:
     raise RecipeInputError(Problem("no such file or directory", file=str(location)))
 
 
-def relation(kind: str, paths: Sequence[Path]) -> str:
+def _hidden(relative: Path) -> bool:
+    """Hidden files and folders, and `_`-prefixed ones (Spark's `_temporary`, `_SUCCESS`):
+    never parts of an export, and reading them would count spend twice."""
+    return any(part.startswith((".", "_")) for part in relative.parts)
+
+
+def relation(kind: str, paths: Sequence[Path], text_columns: Sequence[str] = ()) -> str:
     files = "[" + ", ".join(literal(str(p)) for p in paths) + "]"
     if kind == "parquet":
         return f"read_parquet({files}, union_by_name = true)"
     if kind == "csv":
-        # Every column as text first would lose types; DuckDB sniffs them, and a header row
-        # is required (all providers' CSV exports have one).
-        return f"read_csv({files}, header = true, union_by_name = true, sample_size = 20480)"
+        # DuckDB sniffs the other types; a header row is required (every provider's CSV
+        # export has one).
+        types = ""
+        if text_columns:
+            types = (
+                ", types = {" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in text_columns) + "}"
+            )
+        return f"read_csv({files}, header = true, union_by_name = true{types})"
     return f"read_json({files}, format = 'newline_delimited', union_by_name = true)"
 
 
 def open_table(con: Any, kind: str, paths: Sequence[Path]) -> Table:
     """The files as one DuckDB relation and its columns; unreadable files are named."""
     rel = relation(kind, paths)
+    described = _describe(con, kind, paths, rel)
+    if kind == "csv":
+        money = [c for c in described if c.lower() in NUMERIC]
+        if money:
+            rel = relation(kind, paths, money)
+            described = _describe(con, kind, paths, rel)
+    return Table(rel, described, tuple(str(p) for p in paths))
+
+
+def _describe(con: Any, kind: str, paths: Sequence[Path], rel: str) -> dict[str, str]:
     try:
-        described = con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()
+        rows = con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()
     except Exception as exc:  # duckdb.Error and its subclasses; the message names the file
         raise RecipeInputError(
             Problem(
@@ -106,12 +160,15 @@ def open_table(con: Any, kind: str, paths: Sequence[Path]) -> Table:
                 else f"{paths[0].parent}/ ({len(paths)} files)",
             )
         ) from None
-    return Table(rel, {row[0]: row[1] for row in described}, tuple(str(p) for p in paths))
+    return {row[0]: row[1] for row in rows}
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    """DuckDB's message, its first lines (the error and its reason) on one line."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    kept = [line for line in lines if not line.startswith(("Possible fixes", "*", "LINE "))]
+    text = " ".join(kept[:3]) if kept else type(exc).__name__
+    return text[:500]
 
 
 # --- writing (the synthetic generators) ----------------------------------------------------
@@ -157,7 +214,12 @@ def write_rows(
 
 def copy(con: Any, table_sql: str, path: Path, fmt: str | None = None) -> None:
     """COPY a table or a (query) to a file; the format named, or else from the suffix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RecipeInputError(
+            Problem(f"cannot create its folder: {exc.strerror}", file=str(path))
+        ) from None
     name = path.name.lower()
     if fmt == "parquet" or (fmt is None and name.endswith(".parquet")):
         options = "FORMAT parquet"
@@ -169,4 +231,11 @@ def copy(con: Any, table_sql: str, path: Path, fmt: str | None = None) -> None:
         options = "FORMAT json"
     else:
         raise ValueError(f"unknown billing file suffix: {path}")
-    con.execute(f"COPY {table_sql} TO {literal(str(path))} ({options})")
+    try:
+        con.execute(f"COPY {table_sql} TO {literal(str(path))} ({options})")
+    except Exception as exc:  # duckdb.IOException: a directory, no permission, a full disk
+        if type(exc).__name__ not in ("IOException", "PermissionException"):
+            raise
+        raise RecipeInputError(
+            Problem(f"cannot write it: {first_line(exc)}", file=str(path))
+        ) from None
