@@ -260,3 +260,16 @@ def test_text_output_to_a_file_and_terminal_escapes_are_neutralised(
 def test_json_output_is_strict_json(cli: CLI, bill: Path) -> None:
     result = cli("cost", "report", bill, "-f", "json")
     json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+
+def test_a_charge_time_with_an_offset_lands_on_its_utc_day(tmp_path: Path, charges: list) -> None:
+    path = tmp_path / "offsets.csv"
+    focus.write(charges[:5], path)
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("ChargePeriodStart")] = "2026-10-01T01:00:00+02:00"
+    lines[1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    days = {g["key"]["day"] for g in report(path, by=("day",))["groups"]}
+    assert "2026-09-30" in days

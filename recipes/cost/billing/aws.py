@@ -42,6 +42,7 @@ from recipes.cost.billing.schema import (
     literal,
     quote,
     tag_column,
+    utc_timestamp_sql,
 )
 
 # The CUR 2.0 name of each column we read -> its legacy CUR name.
@@ -120,12 +121,7 @@ def _timestamp(expr: str, duck_type: str) -> str:
     """A UTC TIMESTAMP from a column of any type DuckDB gave it (CSV: text with `Z`)."""
     if expr == "NULL":
         return "CAST(NULL AS TIMESTAMP)"
-    if duck_type.startswith("TIMESTAMP WITH TIME ZONE"):
-        return f"timezone('UTC', {expr})"
-    if duck_type.startswith(("TIMESTAMP", "DATE")):
-        return f"CAST({expr} AS TIMESTAMP)"
-    text = f"regexp_replace(CAST({expr} AS VARCHAR), '(Z|[+-]00:?00)$', '')"
-    return f"TRY_CAST(replace({text}, 'T', ' ') AS TIMESTAMP)"
+    return utc_timestamp_sql(expr, duck_type)
 
 
 def _select(

@@ -35,6 +35,7 @@ from recipes.cost.billing.schema import (
     map_tag_sql,
     quote,
     tag_column,
+    utc_timestamp_sql,
 )
 
 # Mandatory in every FOCUS version we read; enough to tell FOCUS from a native export.
@@ -175,8 +176,8 @@ class Focus:
                     f"{provider} AS ProviderName",
                     f"CAST({col('BillingAccountId')} AS VARCHAR) AS BillingAccountId",
                     f"CAST({col('SubAccountId')} AS VARCHAR) AS SubAccountId",
-                    f"CAST({col('ChargePeriodStart')} AS TIMESTAMP) AS ChargePeriodStart",
-                    f"CAST({col('ChargePeriodEnd')} AS TIMESTAMP) AS ChargePeriodEnd",
+                    f"{_time(cols, 'ChargePeriodStart')} AS ChargePeriodStart",
+                    f"{_time(cols, 'ChargePeriodEnd')} AS ChargePeriodEnd",
                     f"CAST({col('BilledCost')} AS DOUBLE) AS BilledCost",
                     f"CAST({col('EffectiveCost')} AS DOUBLE) AS EffectiveCost",
                     f"CAST({col('ListCost', col('BilledCost'))} AS DOUBLE) AS ListCost",
@@ -198,6 +199,12 @@ class Focus:
             )
             + f" FROM {relation}"
         )
+
+
+def _time(cols: Mapping[str, str], name: str) -> str:
+    if name not in cols:
+        return "CAST(NULL AS TIMESTAMP)"
+    return utc_timestamp_sql(quote(name), cols[name])
 
 
 def _is_json(tags_type: str) -> bool:

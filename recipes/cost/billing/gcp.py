@@ -44,6 +44,7 @@ from recipes.cost.billing.schema import (
     literal,
     quote,
     tag_column,
+    utc_timestamp_sql,
 )
 
 # In both tables; enough to tell the export from FOCUS (BilledCost...) and the others.
@@ -104,12 +105,7 @@ def is_struct_list(type_text: str) -> bool:
 def timestamp_sql(expr: str, type_text: str) -> str:
     """A UTC TIMESTAMP from the export's TIMESTAMP as Parquet (TIMESTAMPTZ) or JSON
     ("2026-10-01 09:00:00 UTC") gives it."""
-    if type_text.startswith("TIMESTAMP WITH TIME ZONE"):
-        return f"timezone('UTC', {expr})"
-    if type_text.startswith("TIMESTAMP"):
-        return f"CAST({expr} AS TIMESTAMP)"
-    cleaned = f"regexp_replace(CAST({expr} AS VARCHAR), '\\s*(UTC|Z|[+]00:?00)$', '')"
-    return f"CAST({cleaned} AS TIMESTAMP)"
+    return utc_timestamp_sql(expr, type_text)
 
 
 class GcpExport:

@@ -120,6 +120,18 @@ def map_tag_sql(map_expr: str, key: str, prefixes: Sequence[str] = ("",)) -> str
     return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
 
 
+def utc_timestamp_sql(expr: str, duck_type: str) -> str:
+    """A UTC TIMESTAMP from a date-time column of whatever type DuckDB gave it. Text is
+    parsed as ISO 8601 with its offset (`Z`, `+02:00`, ` UTC`; none means UTC, the
+    session's zone): a row whose text is no date-time gets NULL, and the report refuses
+    it, naming the source."""
+    if duck_type.startswith("TIMESTAMP WITH TIME ZONE"):
+        return f"timezone('UTC', {expr})"
+    if duck_type.startswith(("TIMESTAMP", "DATE")):
+        return f"CAST({expr} AS TIMESTAMP)"
+    return f"CAST(TRY_CAST(CAST({expr} AS VARCHAR) AS TIMESTAMPTZ) AS TIMESTAMP)"
+
+
 def cost_kind_sql(*texts: str) -> str:
     """compute | storage | transfer | other, from the provider's usage description and unit.
 
