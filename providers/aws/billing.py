@@ -26,7 +26,7 @@ from providers.aws import sdk
 from providers.aws.storage import split_s3
 from providers.base import BillingQuery, BillingRows
 from recipes.cost.billing.files import kind_of
-from recipes.cost.billing.schema import tag_column
+from recipes.cost.billing.schema import api_row, tag_column
 from recipes.errors import ErrorKind, Problem, ProviderError, RecipeInputError
 
 _MANIFEST = re.compile(r"manifest\.json$", re.IGNORECASE)
@@ -200,32 +200,25 @@ def _rows(page: dict[str, Any], tag_keys: tuple[str, ...], account: str) -> list
                 continue
             kind = charge_kind(record)
             rows.append(
-                {
-                    "ProviderName": "aws",
-                    "BillingAccountId": None,
-                    "SubAccountId": account or None,
-                    "ChargePeriodStart": start,
-                    "ChargePeriodEnd": end,
-                    "BilledCost": billed,
-                    "EffectiveCost": effective,
+                api_row(
+                    ProviderName="aws",
+                    SubAccountId=account or None,
+                    ChargePeriodStart=start,
+                    ChargePeriodEnd=end,
+                    BilledCost=billed,
+                    EffectiveCost=effective,
                     # No list price in Cost Explorer: usage and purchases at what they cost
                     # (CE_NOTE_LIST_COST); credits, refunds and tax have none, as in FOCUS.
-                    "ListCost": billed if kind in ("Usage", "Purchase") else 0.0,
-                    "BillingCurrency": currency,
-                    "ChargeCategory": "Credit" if kind == "Refund" else kind,
-                    "x_ChargeKind": kind,
-                    "PricingCategory": None,
-                    "ServiceName": None,
-                    "RegionId": None,
-                    "ResourceId": None,
-                    "ChargeDescription": record,
-                    "ConsumedQuantity": None,
-                    "ConsumedUnit": None,
-                    "x_CostKind": "other",  # no usage type in this grouping
-                    "x_Final": final,
-                    "Tags": tags,
+                    ListCost=billed if kind in ("Usage", "Purchase") else 0.0,
+                    BillingCurrency=currency,
+                    ChargeCategory="Credit" if kind == "Refund" else kind,
+                    x_ChargeKind=kind,
+                    ChargeDescription=record,
+                    x_CostKind="other",  # no usage type in this grouping
+                    x_Final=final,
+                    Tags=tags,
                     **values,
-                }
+                )
             )
     return rows
 

@@ -31,7 +31,7 @@ from providers.azure import sdk
 from providers.azure.storage import DatastoreStorage, parse
 from providers.base import BillingQuery, BillingRows
 from recipes.cost.billing.files import kind_of
-from recipes.cost.billing.schema import tag_column
+from recipes.cost.billing.schema import api_row, tag_column
 from recipes.errors import ErrorKind, Problem, ProviderError, RecipeInputError
 
 API_PREFIX = "azure-cost:"
@@ -265,29 +265,20 @@ def _row(
     subscription = parts[1] if parts[0].lower() == "subscriptions" else None
     account = parts[3] if scope.lower().startswith("providers/microsoft.billing/") else None
     start = datetime.combine(day, time(0))
-    row: dict[str, Any] = {
-        "ProviderName": "azure",
-        "BillingAccountId": account,
-        "SubAccountId": subscription,
-        "ChargePeriodStart": start,
-        "ChargePeriodEnd": start + timedelta(days=1),
-        "BilledCost": costs[0],
-        "EffectiveCost": costs[1],
-        "ListCost": None,
-        "BillingCurrency": currency or None,
-        "ChargeCategory": "Credit" if kind == "Refund" else kind,
-        "x_ChargeKind": kind,
-        "PricingCategory": None,
-        "ServiceName": None,
-        "RegionId": None,
-        "ResourceId": None,
-        "ChargeDescription": charge_type,
-        "ConsumedQuantity": None,
-        "ConsumedUnit": None,
-        "x_CostKind": None,
-        "x_Final": None,
-        "Tags": {key: tag} if key and tag else {},
-    }
+    row = api_row(
+        ProviderName="azure",
+        BillingAccountId=account,
+        SubAccountId=subscription,
+        ChargePeriodStart=start,
+        ChargePeriodEnd=start + timedelta(days=1),
+        BilledCost=costs[0],
+        EffectiveCost=costs[1],
+        BillingCurrency=currency or None,
+        ChargeCategory="Credit" if kind == "Refund" else kind,
+        x_ChargeKind=kind,
+        ChargeDescription=charge_type,
+        Tags={key: tag} if key and tag else {},
+    )
     if key:
         row[tag_column(key)] = tag or None
     return row

@@ -22,7 +22,7 @@ from providers.base import BillingQuery, BillingRows
 from providers.gcp import sdk
 from providers.gcp.storage import split_gs
 from recipes.cost.billing.files import kind_of
-from recipes.cost.billing.schema import gcp_label_key
+from recipes.cost.billing.schema import api_row, gcp_label_key
 from recipes.errors import Problem, RecipeInputError
 
 # BigQuery names: project ids (6-30 chars, lower case, may hold a domain prefix
@@ -186,30 +186,26 @@ def normalized(row: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     kind, category = _kinds(cost_type, bool(row.get("refund")), credit)
     sku = row.get("sku") or ""
     spot = any(w in sku.lower() for w in ("spot", "preemptible"))
-    return {
-        "ProviderName": "gcp",
-        "BillingAccountId": row.get("billing_account_id"),
-        "SubAccountId": row.get("project_id"),
-        "ChargePeriodStart": start,
-        "ChargePeriodEnd": start + timedelta(days=1),
-        "BilledCost": amount,
-        "EffectiveCost": amount,
-        "ListCost": float(row["list_amount"] or 0.0),
-        "BillingCurrency": row.get("currency"),
-        "ChargeCategory": category,
-        "x_ChargeKind": kind,
-        "PricingCategory": None if kind != "Usage" else ("Dynamic" if spot else "Standard"),
-        "ServiceName": row.get("service"),
-        "RegionId": row.get("region"),
-        "ResourceId": None,
-        "ChargeDescription": f"{sku} ({row.get('credit_type')})" if credit else sku,
-        "ConsumedQuantity": None,
-        "ConsumedUnit": None,
-        "x_CostKind": _cost_kind(f"{row.get('service') or ''} {sku}"),
-        "x_Final": None,
-        "Tags": tags,
+    return api_row(
+        ProviderName="gcp",
+        BillingAccountId=row.get("billing_account_id"),
+        SubAccountId=row.get("project_id"),
+        ChargePeriodStart=start,
+        ChargePeriodEnd=start + timedelta(days=1),
+        BilledCost=amount,
+        EffectiveCost=amount,
+        ListCost=float(row["list_amount"] or 0.0),
+        BillingCurrency=row.get("currency"),
+        ChargeCategory=category,
+        x_ChargeKind=kind,
+        PricingCategory=None if kind != "Usage" else ("Dynamic" if spot else "Standard"),
+        ServiceName=row.get("service"),
+        RegionId=row.get("region"),
+        ChargeDescription=f"{sku} ({row.get('credit_type')})" if credit else sku,
+        x_CostKind=_cost_kind(f"{row.get('service') or ''} {sku}"),
+        Tags=tags,
         **{f"tag:{k}": tags.get(k) for k in keys},
-    }
+    )
 
 
 def _kinds(cost_type: str, refund: bool, credit: bool) -> tuple[str, str]:

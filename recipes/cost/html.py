@@ -575,7 +575,9 @@ def _reconciliation(report: Mapping[str, Any], cur: str) -> str:
     title = "<h2>Estimate vs actual, per run and endpoint</h2>"
     if not rows:
         return f"<section>{title}{_empty('No runs or endpoints to reconcile.')}</section>"
-    legend = _legend([("--estimate", "estimate (before launch)"), ("--actual", "actual (effective cost)")])
+    legend = _legend(
+        [("--estimate", "estimate (before launch)"), ("--actual", "actual (effective cost)")]
+    )
     table_rows = (
         _tr(
             [

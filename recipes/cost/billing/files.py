@@ -17,6 +17,7 @@ from recipes.cost.billing.schema import Table, literal, quote
 from recipes.errors import ErrorKind, Problem, ProviderError, RecipeInputError
 
 SUFFIXES = (".parquet", ".csv", ".csv.gz", ".jsonl", ".json", ".jsonl.gz", ".json.gz")
+EXPECTED = "expected Parquet, CSV, gzipped CSV or JSON lines (" + ", ".join(SUFFIXES) + ")"
 # Azure and AWS write a manifest beside the data; it is not billing data.
 _SKIPPED = ("manifest.json", "-manifest.json", "_manifest.json")
 
@@ -88,9 +89,7 @@ def billing_files(location: Path) -> list[Path]:
                 Problem(
                     "not a billing file",
                     file=str(location),
-                    hint="expected Parquet, CSV, gzipped CSV or JSON lines ("
-                    + ", ".join(SUFFIXES)
-                    + ")",
+                    hint=EXPECTED,
                 )
             )
         return [location]
@@ -105,9 +104,7 @@ def billing_files(location: Path) -> list[Path]:
                 Problem(
                     "no billing files in this directory",
                     file=str(location),
-                    hint="expected Parquet, CSV, gzipped CSV or JSON lines ("
-                    + ", ".join(SUFFIXES)
-                    + ")",
+                    hint=EXPECTED,
                 )
             )
         return found

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 NORMALIZED: tuple[tuple[str, str], ...] = (
     ("ProviderName", "VARCHAR"),  # aws | azure | gcp
@@ -51,6 +51,16 @@ COLUMNS = tuple(name for name, _ in NORMALIZED)
 CHARGE_KINDS = ("Usage", "Purchase", "Tax", "Credit", "Refund", "Adjustment")
 COST_KINDS = ("compute", "storage", "transfer", "other")
 PROVIDERS = ("aws", "azure", "gcp")
+
+
+def api_row(**values: Any) -> dict[str, Any]:
+    """A normalized row from a cost API's answer: the columns given, None for the rest
+    (an API aggregates, so it knows no resource, quantity or unit). `tag:<key>` columns
+    may be given too; anything else is a mistake of the caller."""
+    unknown = [k for k in values if k not in COLUMNS and not k.startswith("tag:")]
+    if unknown:
+        raise TypeError(f"not normalized columns: {unknown}")
+    return {name: None for name in COLUMNS} | values
 
 
 def tag_column(key: str) -> str:
