@@ -23,7 +23,8 @@ setup: $(VENV)/.installed
 # numpy<2; multimethod<2 and pyarrow<18 are the last releases its pandera/numpy accept.
 # Best effort: without them those tests skip and say why.
 FOCUS_VENV ?= .venv-focus
-tools: $(FOCUS_VENV)/.installed
+CHECKOV_VENV ?= .venv-checkov
+tools: $(FOCUS_VENV)/.installed $(CHECKOV_VENV)/.installed
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 		(apt-get install -y -q chromium >/dev/null 2>&1 || \
 		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
@@ -35,6 +36,13 @@ $(FOCUS_VENV)/.installed:
 	  $(FOCUS_VENV)/bin/python -m pip install --quiet 'focus-validator==1.0.0' \
 		'multimethod<2' 'pyarrow<18' && touch $@) || \
 		echo "focus-validator could not be installed: the FOCUS export's validator test will skip"
+
+# checkov scans infra/ (CloudFormation, ARM, Terraform); its own pins clash with ours.
+$(CHECKOV_VENV)/.installed:
+	@($(PYTHON) -m venv $(CHECKOV_VENV) && \
+	  $(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip && \
+	  $(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov>=3.2,<4' && touch $@) || \
+		echo "checkov could not be installed: the infra templates' scan test will skip"
 
 quickstart: setup
 	$(BIN)/recipe run recipes/catalog/quickstart.yaml --provider local --wait
@@ -53,4 +61,4 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(FOCUS_VENV) runs .pytest_cache
+	rm -rf $(VENV) $(FOCUS_VENV) $(CHECKOV_VENV) runs .pytest_cache

@@ -16,6 +16,8 @@ reasons, before anything is created.
 
 - `BillingBackend`: a cloud's billing exports (in its storage) and cost API, read for
   `recipe cost report`.
+- `InfraBackend`: an account's bootstrap (bucket, identity, key, budget, billing
+  export) as a template to plan, apply and check (`recipe infra`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ __all__ = [
     "BillingBackend",
     "BillingQuery",
     "BillingRows",
+    "Finding",
+    "InfraBackend",
+    "InfraParams",
+    "InfraPlan",
     "ClusterBackend",
     "Deployed",
     "EndpointBackend",
@@ -492,4 +498,75 @@ class BillingBackend(Protocol):
 
     def query(self, source: str, query: BillingQuery) -> BillingRows:
         """The API's costs for the period, grouped by day and each requested tag key."""
+        ...
+
+
+# --- account bootstrap (infra) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InfraParams:
+    """What an account's bootstrap is filled with: names, the recipe's tags and budget."""
+
+    prefix: str  # resource name prefix: lower-case letters, digits and hyphens, 3-20 chars
+    region: str
+    tags: dict[str, str]  # the recipe's tags (cost_center among them), for every resource
+    cost_center: str
+    monthly_budget: float  # in `currency`: the budget alarm's limit
+    currency: str = "USD"
+    alert_emails: tuple[str, ...] = ()  # budget notifications (none: the budget alone)
+    settings: dict[str, str] = field(default_factory=dict)  # per cloud: account, project...
+
+
+@dataclass(frozen=True)
+class InfraPlan:
+    """A bootstrap ready to apply: the template, its filled parameters, and every step
+    `apply` takes (exact bodies, or for Terraform the exact commands)."""
+
+    provider: str
+    engine: str  # cloudformation | arm | terraform
+    template_path: str  # relative to the repository, e.g. infra/aws/account.yaml
+    template: str  # the template's text as shipped
+    parameters: dict[str, Any]  # its parameters, filled from the recipe
+    steps: tuple[Request, ...]
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "engine": self.engine,
+            "template_path": self.template_path,
+            "parameters": self.parameters,
+            "steps": [asdict(s) for s in self.steps],
+            "notes": list(self.notes),
+            "template": self.template,
+        }
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One item `recipe infra check` looked at in an account."""
+
+    item: str  # e.g. "bucket encryption", "cost allocation tag cost_center", "budget"
+    status: str  # ok | missing | weak
+    detail: str  # what was found, naming the resource
+    fix: str = ""  # what to do (for missing and weak)
+
+
+@runtime_checkable
+class InfraBackend(Protocol):
+    """A cloud account's bootstrap: plan (no network), apply, check."""
+
+    name: str
+
+    def plan(self, params: InfraParams) -> InfraPlan: ...
+
+    def apply(self, plan: InfraPlan) -> list[str]:
+        """Take the plan's steps through the cloud's own engine; what was done, a line each.
+        A refused step leaves nothing half-made that the engine would not roll back."""
+        ...
+
+    def check(self, params: InfraParams) -> list[Finding]:
+        """Read the account and report each item: bucket encryption and public access, tag
+        activation, budget, billing export, the role's permissions."""
         ...

@@ -18,6 +18,7 @@ from providers.base import (
     Capabilities,
     ClusterBackend,
     EndpointBackend,
+    InfraBackend,
     JobBackend,
     RunRef,
 )
@@ -35,6 +36,7 @@ class ProviderInfo:
     targets: dict[str, str]  # kind of job -> "module:Class"; the first is the default
     endpoint: str = ""  # "module:Class" of its EndpointBackend
     billing: str = ""  # "module:Class" of its BillingBackend (cost reports)
+    infra: str = ""  # "module:Class" of its InfraBackend (account bootstrap)
 
 
 PROVIDERS: dict[str, ProviderInfo] = {
@@ -61,6 +63,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
             },
             endpoint="providers.aws.endpoint:SageMakerEndpoints",
             billing="providers.aws.billing:AwsBilling",
+            infra="providers.aws.infra:AwsInfra",
         ),
         ProviderInfo(
             "azure",
@@ -71,6 +74,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
             {"command-job": "providers.azure.command_job:CommandJobs"},
             endpoint="providers.azure.endpoint:OnlineEndpoints",
             billing="providers.azure.billing:AzureBilling",
+            infra="providers.azure.infra:AzureInfra",
         ),
         ProviderInfo(
             "gcp",
@@ -81,6 +85,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
             {"custom-job": "providers.gcp.custom_job:CustomJobs"},
             endpoint="providers.gcp.endpoint:VertexEndpoints",
             billing="providers.gcp.billing:GcpBilling",
+            infra="providers.gcp.infra:GcpInfra",
         ),
     )
 }
@@ -156,6 +161,21 @@ def endpoint_backend(name: str, **clients: Any) -> EndpointBackend:
 def billing_backend(name: str, **clients: Any) -> BillingBackend:
     """A provider's billing seam (cost report sources); clients are injected by tests."""
     return _load(info(name).billing)(**clients)
+
+
+def infra_backend(name: str, **clients: Any) -> InfraBackend:
+    """A provider's account bootstrap; clients are injected by tests."""
+    target = info(name).infra
+    if not target:
+        raise RecipeInputError(
+            Problem(
+                f"{name} needs no account set-up",
+                file="command line",
+                field="--provider",
+                hint="aws, azure or gcp",
+            )
+        )
+    return _load(target)(**clients)
 
 
 def billing_schemes() -> dict[str, str]:

@@ -3,7 +3,7 @@
 A thin layer over the use cases in recipes.app, split by command group: runs.py
 (validate, plan, run, status, logs, cancel, runs, providers, schema, export),
 data.py (`recipe data`), cluster.py (`recipe cluster`), endpoint.py (`recipe serve`,
-`recipe endpoint`), release.py (`recipe release`), cost.py (`recipe cost`); render.py
+`recipe endpoint`), release.py (`recipe release`), cost.py (`recipe cost`), infra.py (`recipe infra`); render.py
 and render_cost.py print.
 
 Exit codes: 0 ok · 1 the run failed or a gate failed · 2 bad input or usage ·
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from recipes.cli import cluster, cost, data, endpoint, release, runs
+from recipes.cli import cluster, cost, data, endpoint, infra, release, runs
 
 app = typer.Typer(
     name="recipe",
@@ -28,6 +28,8 @@ app = typer.Typer(
         "(on the run's cloud); recipe release RUN_ID (canary, gates, rollback)\n\n"
         "Cost:        recipe cost report BILLING_DATA --by cost_center,month (billing exports "
         "or cost APIs; estimate vs actual per run)\n\n"
+        "Account:     recipe infra plan|apply|check --provider aws (bucket, identity, key, "
+        "budget, billing export)\n\n"
         "Exit codes: 0 ok, 1 run or gate failed, 2 bad input, 3 provider or cloud error "
         "(a missing extra too)."
     ),
@@ -43,6 +45,7 @@ app.command()(endpoint.serve)
 app.add_typer(endpoint.app, name="endpoint")
 app.command()(release.release)
 app.add_typer(cost.app, name="cost")
+app.add_typer(infra.app, name="infra")
 
 
 def main() -> None:

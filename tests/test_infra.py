@@ -1,0 +1,88 @@
+"""`recipe infra`: parameters from a recipe and --set, the plan through the CLI for every
+cloud (the acceptance), and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recipes.app import infra
+from recipes.errors import RecipeInputError
+from tests.conftest import CATALOG, CLI
+
+A100 = CATALOG / "support-triage-a100.yaml"
+
+
+@pytest.mark.parametrize("cloud", ["aws", "azure", "gcp"])
+def test_parameters_come_from_the_recipe(cloud: str) -> None:
+    p = infra.params(cloud, A100, [])
+    assert p.cost_center == "cc-4711"
+    assert p.monthly_budget == 2500  # budget.max_monthly_usd
+    assert p.tags["project"] == "support-triage" and p.tags["cost_center"] == "cc-4711"
+    assert p.prefix == "support-triage"
+
+
+def test_set_flags_win_over_the_recipe() -> None:
+    p = infra.params(
+        "gcp",
+        A100,
+        ["cost_center=cc-9", "monthly_budget=120", "prefix=ml-team", "billing_account=0A-1B"],
+    )
+    assert (p.cost_center, p.monthly_budget, p.prefix) == ("cc-9", 120.0, "ml-team")
+    assert p.tags["cost_center"] == "cc-9" and p.settings["billing_account"] == "0A-1B"
+
+
+def test_without_a_recipe_every_missing_value_is_named_at_once() -> None:
+    with pytest.raises(RecipeInputError) as err:
+        infra.params("aws", None, [])
+    fields = {p.field for p in err.value.problems}
+    assert fields == {"--set cost_center", "--set monthly_budget"}
+    p = infra.params("aws", None, ["cost_center=cc-1", "monthly_budget=50"])
+    assert p.prefix == "recipe" and p.tags == {"cost_center": "cc-1"}
+
+
+@pytest.mark.parametrize(
+    ("sets", "field"),
+    [
+        (["monthly_budget=lots"], "--set monthly_budget"),
+        (["prefix=Not_OK"], "--set prefix"),
+        (["colour=blue"], "--set"),
+        (["billing_account=0A"], "--set"),  # a gcp key, asked of aws
+        (["region"], "--set"),
+    ],
+)
+def test_bad_set_flags(sets: list[str], field: str) -> None:
+    with pytest.raises(RecipeInputError) as err:
+        infra.params("aws", A100, sets)
+    assert field in {p.field for p in err.value.problems}
+
+
+def test_local_and_unknown_providers_are_refused() -> None:
+    for provider, text in (("local", "needs no account set-up"), ("oci", "unknown provider")):
+        with pytest.raises(RecipeInputError, match=text):
+            infra.params(provider, A100, [])
+
+
+@pytest.mark.parametrize("cloud", ["aws", "azure", "gcp"])
+def test_plan_prints_the_filled_template_with_the_recipes_tags_and_budget(
+    cli: CLI, cloud: str
+) -> None:
+    sets = {
+        "aws": [],
+        "azure": ["--set", "subscription=00000000-0000-0000-0000-000000000000",
+                  "--set", "resource_group=rg-ml"],
+        "gcp": ["--set", "project=ml-project", "--set", "billing_account=01A2B3-C4D5E6-F7A8B9"],
+    }[cloud]  # fmt: skip
+    text = cli("infra", "plan", "--provider", cloud, "--recipe", A100, *sets)
+    assert text.returncode == 0, text.stderr
+    assert "cc-4711" in text.stdout and "2500" in text.stdout and "support-triage" in text.stdout
+    plan = json.loads(cli("infra", "plan", "-p", cloud, "-r", A100, *sets, "-f", "json").stdout)
+    assert plan["provider"] == cloud and plan["steps"] and plan["template"]
+    flat = json.dumps(plan["parameters"])
+    assert "cc-4711" in flat and "2500" in flat
+
+
+def test_apply_asks_first_and_refuses_without_a_terminal(cli: CLI) -> None:
+    result = cli("infra", "apply", "--provider", "aws", "--recipe", A100)
+    assert result.returncode == 2 and "--yes" in result.stderr
