@@ -530,11 +530,13 @@ class InfraPlan:
     parameters: dict[str, Any]  # its parameters, filled from the recipe
     steps: tuple[Request, ...]
     notes: tuple[str, ...] = ()
+    region: str = ""  # where apply deploys (a CloudFormation stack's region, an ARM location)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "provider": self.provider,
             "engine": self.engine,
+            "region": self.region,
             "template_path": self.template_path,
             "parameters": self.parameters,
             "steps": [asdict(s) for s in self.steps],

@@ -28,7 +28,7 @@ def scan(cloud: str) -> list[dict]:
     result = subprocess.run(
         [
             str(CHECKOV), "-d", str(folder), "--framework", FRAMEWORKS[cloud],
-            "--skip-download", "--compact", "--quiet", "-o", "json",
+            "--skip-download", "--compact", "-o", "json",
         ],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"},

@@ -431,3 +431,53 @@ def read_object(s3: Any, bucket: str, key: str) -> bytes:
 
 def download_object(s3: Any, bucket: str, key: str, target: str) -> None:
     call(lambda: s3.download_file(bucket, key, target), f"read s3://{bucket}/{key}")
+
+
+# --- Account bootstrap (providers.aws.infra) ---------------------------------------------------
+
+# What the read calls of `recipe infra check` answer when the thing is not there (botocore's
+# s3, iam, kms, budgets and cloudformation models, and the S3 API reference's error list):
+# each becomes None, so a check reports the item missing instead of failing.
+ABSENT_CODES = frozenset(
+    {
+        "NoSuchBucket",
+        "404",
+        "NotFound",
+        "ServerSideEncryptionConfigurationNotFoundError",
+        "NoSuchPublicAccessBlockConfiguration",
+        "NoSuchEntity",  # iam GetRole, GetPolicy
+        "NotFoundException",  # budgets DescribeBudget, kms DescribeKey
+        "ResourceNotFoundException",  # bcm-data-exports GetExport
+    }
+)
+
+
+def read_or_none(fn: Callable[[], T], what: str) -> T | None:
+    """One read call; None when AWS answers that the thing does not exist."""
+    bex = exceptions()
+    try:
+        return fn()
+    except bex.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ABSENT_CODES:
+            return None
+        raise error(exc, what) from None
+    except bex.BotoCoreError as exc:
+        raise error(exc, what) from None
+
+
+def describe_stack(cfn: Any, name: str) -> dict[str, Any] | None:
+    """The stack, or None when there is none: CloudFormation answers DescribeStacks of an
+    unknown stack with ValidationError "Stack with id NAME does not exist" (botocore's model
+    has no dedicated code; the one place here where the service's text decides)."""
+    bex = exceptions()
+    try:
+        return cfn.describe_stacks(StackName=name)["Stacks"][0]
+    except bex.ClientError as exc:
+        detail = exc.response.get("Error", {})
+        if detail.get("Code") == "ValidationError" and "does not exist" in detail.get(
+            "Message", ""
+        ):
+            return None
+        raise error(exc, f"cloudformation DescribeStacks {name}") from None
+    except bex.BotoCoreError as exc:
+        raise error(exc, f"cloudformation DescribeStacks {name}") from None

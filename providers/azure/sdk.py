@@ -534,3 +534,124 @@ def cost_query(
     if result is None or result.properties is None:  # 204: nothing in the period
         return {"columns": [], "rows": [], "nextLink": None}
     return dict(result.properties.as_dict())
+
+
+# --- account bootstrap (recipe infra): ARM deployments and reads ----------------------------
+# azure-mgmt-resource 25 moved Deployments out of ResourceManagementClient into
+# azure-mgmt-resource-deployments' DeploymentsMgmtClient (its changelog, 25.0.0: "If you called
+# ResourceManagementClient(...).deployments.xx(...) before, just need to change to
+# DeploymentsMgmtClient(...).deployments.xx(...)"); reads stay on ResourceManagementClient
+# (resources.get_by_id with the resource type's api-version, and its pipeline for lists).
+
+
+def _credential(credential: Any) -> Any:
+    if credential is not None:
+        return credential
+    try:
+        from azure.identity import DefaultAzureCredential
+    except ImportError:
+        raise missing_extra("azure", "azure-identity") from None
+    return DefaultAzureCredential()
+
+
+def deployments_client(
+    subscription: str, base_url: str | None = None, credential: Any = None, **kwargs: Any
+) -> Any:
+    """A DeploymentsMgmtClient of the subscription (DefaultAzureCredential unless given);
+    `base_url` and pipeline kwargs point it elsewhere (tests)."""
+    try:
+        from azure.mgmt.resource.deployments import DeploymentsMgmtClient
+    except ImportError:
+        raise missing_extra("azure", "azure-mgmt-resource-deployments") from None
+    return DeploymentsMgmtClient(_credential(credential), subscription, base_url=base_url, **kwargs)
+
+
+def resources_client(
+    subscription: str, base_url: str | None = None, credential: Any = None, **kwargs: Any
+) -> Any:
+    """A ResourceManagementClient of the subscription, for generic reads."""
+    try:
+        from azure.mgmt.resource.resources import ResourceManagementClient
+    except ImportError:
+        raise missing_extra("azure", "azure-mgmt-resource") from None
+    return ResourceManagementClient(
+        _credential(credential), subscription, base_url=base_url, **kwargs
+    )
+
+
+def deploy_at_subscription(
+    client: Any, name: str, body: dict[str, Any], timeout_s: float
+) -> dict[str, Any]:
+    """PUT a subscription-scope deployment (the body as given) and wait for ARM, at most
+    `timeout_s`; its outputs ({name: value}). A failed deployment names ARM's reasons (the
+    error's details: each failed resource's code and message)."""
+    from azure.core import exceptions
+
+    what = f"deploy {name}"
+    poller = call(
+        lambda: client.deployments.begin_create_or_update_at_subscription_scope(name, body), what
+    )
+    try:
+        with quiet():
+            poller.wait(timeout=timeout_s)
+    except exceptions.HttpResponseError as exc:
+        raise ProviderError(
+            f"ARM deployment {name} failed: {_arm_reason(exc)}", kind_for_status(exc.status_code)
+        ) from None
+    if not poller.done():
+        raise ProviderError(
+            f"ARM deployment {name} still running after {timeout_s:.0f} s; ARM goes on with it: "
+            f"`az deployment sub show -n {name}` tells how it ended",
+            ErrorKind.API,
+        )
+    result = call(poller.result, what)
+    outputs = (result.properties.outputs or {}) if result and result.properties else {}
+    return {k: (v.get("value") if isinstance(v, dict) else v) for k, v in outputs.items()}
+
+
+def _arm_reason(exc: Any) -> str:
+    """ARM's error and its details (a deployment's failed resources), one line."""
+    error = getattr(exc, "error", None)
+    if error is None:
+        return first_line(exc)
+    parts = [f"{error.code}: {error.message}".strip()]
+    for detail in getattr(error, "details", None) or []:
+        parts.append(f"{detail.code}: {detail.message}".strip())
+    return "; ".join(p.splitlines()[0] for p in parts if p)
+
+
+def arm_resource(client: Any, resource_id: str, api_version: str) -> dict[str, Any] | None:
+    """One resource by id (resources.get_by_id), as ARM's JSON; None when absent."""
+    found = _missing(
+        lambda: client.resources.get_by_id(resource_id, api_version=api_version),
+        f"read {resource_id}",
+    )
+    return None if found is None else dict(found.as_dict())
+
+
+def arm_list(
+    client: Any, path: str, api_version: str, params: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Every item of an ARM list (`value`, following nextLink) through the client's own
+    pipeline: its credential, retries and base URL. A missing parent answers no items."""
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, map_error
+    from azure.core.rest import HttpRequest
+
+    def get(url: str, query: dict[str, str]) -> dict[str, Any]:
+        response = client.send_request(HttpRequest("GET", url, params=query))
+        if response.status_code != 200:
+            map_error(response.status_code, response, {404: ResourceNotFoundError})
+            raise HttpResponseError(response=response)
+        return dict(response.json())
+
+    items: list[dict[str, Any]] = []
+    url, query = path, {"api-version": api_version, **(params or {})}
+    for _ in range(100):  # pages; ARM lists of one scope are short
+        page = _missing(lambda u=url, q=query: get(u, q), f"list {path}")
+        if page is None:
+            return items
+        items.extend(page.get("value") or [])
+        url, query = page.get("nextLink") or "", {}
+        if not url:
+            return items
+    return items

@@ -31,7 +31,7 @@ RECIPE_SETTINGS = {
 # Keys --set takes besides a cloud's settings.
 COMMON_KEYS = ("prefix", "region", "cost_center", "monthly_budget", "currency", "alert_email")
 SETTING_KEYS = {
-    "aws": ("account_id",),
+    "aws": ("account_id", "billing_resources"),
     "azure": ("subscription", "resource_group", "workspace"),
     "gcp": ("project", "billing_account"),
 }

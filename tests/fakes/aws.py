@@ -792,3 +792,68 @@ def cost_allocation_tags(fake: BotocoreFake, statuses: dict[str, str]) -> None:
         },
         times=None,
     )
+
+
+# --- Account bootstrap (providers.aws.infra): what moto's CloudFormation leaves out -----------
+
+
+def complete_moto_bucket(s3: Any, template_text: str, bucket: str) -> None:
+    """Set on a bucket moto's CloudFormation created what it dropped from the template.
+
+    moto 5.2's AWS::S3::Bucket reads only BucketEncryption and Tags
+    (moto/s3/models.py FakeBucket.create_from_cloudformation_json), so the template's
+    PublicAccessBlockConfiguration and VersioningConfiguration are put here, through the S3
+    API, from the template's own values (literals there). LifecycleConfiguration and
+    AWS::S3::BucketPolicy (a type moto's CloudFormation does not know) are not checked.
+    """
+    from cfnlint.decode import cfn_yaml
+
+    props = cfn_yaml.loads(template_text)["Resources"]["Bucket"]["Properties"]
+    block = {k: bool(v) for k, v in props["PublicAccessBlockConfiguration"].items()}
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
+    status = str(props["VersioningConfiguration"]["Status"])
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": status})
+
+
+def data_exports(fake: BotocoreFake, exports: list[dict[str, Any]]) -> None:
+    """bcm-data-exports (which moto lacks) answering ListExports with these exports, and
+    GetExport with the first one, every time. Each export is a CreateExport `Export` body
+    plus its ExportArn (shapes: botocore's bcm-data-exports model, ExportReference, Export)."""
+    listed = [
+        {
+            "ExportArn": e["ExportArn"],
+            "ExportName": e["Name"],
+            "ExportStatus": {"StatusCode": "HEALTHY"},
+        }
+        for e in exports
+    ]
+    fake.answer("ListExports", 200, {"Exports": listed}, times=None)
+    if exports:
+        fake.answer(
+            "GetExport",
+            200,
+            {"Export": exports[0], "ExportStatus": {"StatusCode": "HEALTHY"}},
+            times=None,
+        )
+
+
+def tag_activation(fake: BotocoreFake, refused: dict[str, str] | None = None) -> None:
+    """UpdateCostAllocationTagsStatus (which moto lacks): every key activated except those in
+    `refused` (key -> error code), which come back in Errors as Cost Explorer reports a key it
+    has not seen (botocore's ce model, UpdateCostAllocationTagsStatusError)."""
+    errors = [
+        {"TagKey": key, "Code": code, "Message": f"Tag key {key} not found"}
+        for key, code in (refused or {}).items()
+    ]
+    fake.answer("UpdateCostAllocationTagsStatus", 200, {"Errors": errors}, times=None)
+
+
+def moto_key_policies_as_text(region: str = REGION) -> None:
+    """moto 5.2's AWS::KMS::Key keeps a template's KeyPolicy as the parsed object, where its
+    own KMS API (DescribeKey's policy check) expects the JSON text CreateKey stores: make it
+    text, as AWS holds it."""
+    from moto.kms.models import kms_backends
+
+    for key in kms_backends[ACCOUNT][region].keys.values():
+        if not isinstance(key.policy, str):
+            key.policy = json.dumps(key.policy)
