@@ -163,6 +163,7 @@ def run(config: dict[str, Any], paths: platforms.Paths, dist: Dist) -> int:
         report["train"] = {**train_stats, "runtime_s": round(time.time() - started, 1)}
         report["data"] = {
             "train_examples": len(data.train),
+            "train_tokens": sum(len(e) for e in data.train),  # real tokens in one epoch
             "valid_examples": len(data.valid),
             "golden_examples": len(data.golden),
             "dropped_over_max_seq_len": data.dropped,
@@ -212,7 +213,14 @@ def train_loop(
     per_step = accumulation * dist.world  # micro-batches per optimizer step, all processes
     units, collate_fn = training_units(data.train, recipe["data"], dist)
     lengths = [len(u) for u in units]
-    steps_per_epoch = len(micro_batches(lengths, micro, spec["seed"], 0)) // per_step
+    per_epoch = len(micro_batches(lengths, micro, spec["seed"], 0))
+    steps_per_epoch, skipped = epoch_steps(per_epoch, per_step, dist.world)
+    if skipped:
+        log(
+            dist,
+            f"each epoch skips its last {skipped} micro-batch(es): fewer than the "
+            f"{dist.world} processes, so not every process would have one to train",
+        )
     if steps_per_epoch == 0:
         raise DataError(
             [
@@ -268,7 +276,9 @@ def train_loop(
         loss_total, input_tokens = 0.0, 0
         for i, items in enumerate(mine):
             batch = {k: v.to(device) for k, v in collate_fn(items, pad_id).items()}
-            input_tokens += int(batch["attention_mask"].sum())
+            # Real (non-pad) tokens: each unit's length. Not attention_mask.sum(): packed
+            # rows carry a 4-D block mask, whose sum counts token pairs.
+            input_tokens += sum(len(item) for item in items)
             sync = contextlib.nullcontext()
             if dist.enabled and i < len(mine) - 1:
                 sync = wrapped.no_sync()  # all-reduce gradients once per optimizer step
@@ -361,6 +371,7 @@ def train_loop(
         "planned_steps": total_steps,
         "early_stopped": step < total_steps,
         "tokens": int(tokens_seen),
+        "skipped_micro_batches_per_epoch": skipped,
         "tokens_per_s": round(tokens_seen / max(train_seconds, 1e-9), 1),
         "train_seconds": round(train_seconds, 1),
         "world_size": dist.world,
@@ -413,6 +424,20 @@ def periodic_eval(
         record["full_valid_loss"] = round(metrics["loss"], 5)
         record["full_valid_token_accuracy"] = round(metrics["token_accuracy"], 5)
     return record
+
+
+def epoch_steps(micro_batches_per_epoch: int, per_step: int, world: int) -> tuple[int, int]:
+    """Optimizer steps per epoch, and micro-batches an epoch cannot train.
+
+    A last, partial accumulation step is trained (its loss is normalized by its own token
+    count, like every step), so no example is dropped. Only with several processes, when
+    that remainder is smaller than the number of processes, is it skipped: a process with
+    no micro-batch would leave the others waiting at the gradient all-reduce.
+    """
+    full, rest = divmod(micro_batches_per_epoch, per_step)
+    if rest and rest >= world:
+        return full + 1, 0
+    return full, rest
 
 
 def training_units(
