@@ -425,3 +425,78 @@ def bigquery_rows(
             ) from None
 
     return call(run, what)
+
+
+# --- account bootstrap (providers/gcp/infra.py: `recipe infra check`) ----------------------
+
+# REST services `check` reads through an authorized session (no client library of theirs is
+# a dependency): IAM service accounts, Resource Manager IAM policies, Cloud KMS keys and
+# Cloud Billing budgets (billingbudgets v1 budgets.list).
+INFRA_ENDPOINTS = {
+    "iam": "https://iam.googleapis.com",
+    "resourcemanager": "https://cloudresourcemanager.googleapis.com",
+    "kms": "https://cloudkms.googleapis.com",
+    "budgets": "https://billingbudgets.googleapis.com",
+}
+
+
+def get_json_or_none(
+    session: Any,
+    url: str,
+    what: str,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """GET a REST resource through an authorized session; 404 means "not there" (None)."""
+    from google.api_core import exceptions as gex
+
+    def once() -> dict[str, Any] | None:
+        response = session.get(url, params=params or {}, headers=headers or {}, timeout=60)
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise gex.from_http_response(response)
+        return response.json()
+
+    return call(lambda: read_retry()(once)(), what)
+
+
+def get_all_pages(
+    session: Any, url: str, key: str, what: str, headers: dict[str, str] | None = None
+) -> list[Any]:
+    """Every item under `key` of a paged REST list, with request headers (the Budgets API
+    wants a quota project, x-goog-user-project, when called with user credentials)."""
+    items: list[Any] = []
+    token = ""
+    while True:
+        params = {"pageToken": token} if token else {}
+        page = get_json_or_none(session, url, what, headers, params) or {}
+        items += page.get(key, [])
+        token = page.get("nextPageToken", "")
+        if not token:
+            return items
+
+
+def storage_bucket_or_none(client: Any, name: str, what: str) -> Any:
+    """google-cloud-storage's Bucket with its metadata loaded (buckets.get), or None."""
+    return find(lambda: client.get_bucket(name, retry=storage_retry()), what)
+
+
+def storage_bucket_bindings(bucket: Any, what: str) -> list[dict[str, Any]]:
+    """The bucket's IAM bindings (buckets.getIamPolicy, policy version 3)."""
+    policy = call(
+        lambda: bucket.get_iam_policy(requested_policy_version=3, retry=storage_retry()), what
+    )
+    return [dict(b) for b in policy.bindings]
+
+
+def bigquery_dataset_or_none(client: Any, dataset: str, what: str) -> Any:
+    """google-cloud-bigquery's Dataset `project.dataset_id` (datasets.get), or None."""
+    return find(lambda: client.get_dataset(dataset, retry=bigquery_retry()), what)
+
+
+def bigquery_table_ids(client: Any, dataset: str, what: str) -> list[str]:
+    """The ids of every table in a dataset (tables.list, paged by the client)."""
+    return call(
+        lambda: [t.table_id for t in client.list_tables(dataset, retry=bigquery_retry())], what
+    )

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from recipes.cli.common import (
     EXIT_BAD_INPUT,
+    EXIT_PROVIDER,
     EXIT_RUN_FAILED,
     Format,
     FormatOpt,
@@ -117,6 +118,9 @@ def apply(
     done = use.apply(the_plan)
     for line in done:
         print(line)
+    if done and done[0].startswith("NOT APPLIED"):
+        # Terraform is not installed here: the commands were printed, nothing was created.
+        raise typer.Exit(EXIT_PROVIDER)
 
 
 def _print_plan_summary(the_plan) -> None:  # noqa: ANN001
