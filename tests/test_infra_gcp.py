@@ -230,9 +230,14 @@ def test_bad_settings_are_named(sets: list[str], field: str) -> None:
     assert field in {p.field for p in err.value.problems}
 
 
-def test_a_missing_billing_account_says_how_to_give_it() -> None:
+def test_a_missing_billing_account_is_planned_as_unset_and_refused_by_apply() -> None:
+    """The plan shows what would be sent without network or a billing account (the
+    acceptance runs it with the recipe alone); apply refuses it, saying how to give it."""
+    plan = GcpInfra().plan(infra.params("gcp", A100, []))
+    assert plan.parameters["billing_account"] == "SET-BILLING-ACCOUNT"
+    assert any("billing_account is not set" in n for n in plan.notes)
     with pytest.raises(RecipeInputError) as err:
-        GcpInfra().plan(infra.params("gcp", A100, []))
+        GcpInfra().apply(plan)
     (problem,) = err.value.problems
     assert problem.field == "--set billing_account" and "--set billing_account=" in problem.hint
 

@@ -104,7 +104,13 @@ def project_of(params: InfraParams) -> str:
     return project
 
 
-def billing_account_of(params: InfraParams) -> str:
+# `plan` needs no billing account (it shows what would be sent); `apply` refuses this.
+UNSET_BILLING_ACCOUNT = "SET-BILLING-ACCOUNT"
+
+
+def billing_account_of(params: InfraParams, required: bool = True) -> str:
+    if not required and not params.settings.get("billing_account"):
+        return UNSET_BILLING_ACCOUNT
     given = _setting(params, "billing_account", "the budget is created on it")
     account = given.removeprefix("billingAccounts/").upper()
     if not _BILLING_ACCOUNT.match(account):
@@ -245,7 +251,7 @@ class GcpInfra:
             "cost_center": labels[COST_CENTER_LABEL],
             "monthly_budget": int(budget) if float(budget).is_integer() else budget,
             "currency": params.currency,
-            "billing_account": billing_account_of(params),
+            "billing_account": billing_account_of(params, required=False),
             "alert_emails": _emails(params),
             "billing_export_location": BILLING_EXPORT_LOCATION,
         }
@@ -316,6 +322,11 @@ class GcpInfra:
             "prints these commands. Alternative: Infrastructure Manager (the "
             "shell:alternative step; set INFRA_MANAGER_SA first)",
         ]
+        if not params.settings.get("billing_account"):
+            notes.append(
+                f"billing_account is not set: the plan shows {UNSET_BILLING_ACCOUNT}; apply "
+                "refuses until --set billing_account=XXXXXX-XXXXXX-XXXXXX is given"
+            )
         if not params.alert_emails:
             notes.append(
                 "no alert e-mail: budget alerts go to the billing account's admins and users "
@@ -328,6 +339,15 @@ class GcpInfra:
     def apply(self, plan: InfraPlan) -> list[str]:
         """Write the .tfvars, then run the plan's terraform commands, each bounded; without
         Terraform on PATH, say that nothing was applied and which commands to run."""
+        if plan.parameters.get("billing_account") == UNSET_BILLING_ACCOUNT:
+            raise RecipeInputError(
+                Problem(
+                    "no Google Cloud billing account: the budget is created on it",
+                    file="command line",
+                    field="--set billing_account",
+                    hint="--set billing_account=XXXXXX-XXXXXX-XXXXXX (gcloud billing accounts list)",
+                )
+            )
         done: list[str] = []
         terraform = self.clients.get("terraform") or shutil.which("terraform")
         commands = [s.body["command"] for s in plan.steps if s.api == SHELL]
