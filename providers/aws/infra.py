@@ -593,30 +593,25 @@ def _covered(action: str, allowed: set[str]) -> bool:
 
 
 def _budgets(budgets: Any, account: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        body: dict[str, Any] = {"AccountId": account}
-        if token:
-            body["NextToken"] = token
-        page = sdk.call(
-            lambda body=body: budgets.describe_budgets(**body), "budgets DescribeBudgets"
-        )
-        found += page.get("Budgets", [])
-        token = page.get("NextToken")
-        if not token:
-            return found
+    return _all_pages(
+        lambda **body: budgets.describe_budgets(AccountId=account, **body),
+        "Budgets",
+        "budgets DescribeBudgets",
+    )
 
 
 def _exports(exports: Any) -> list[dict[str, Any]]:
+    return _all_pages(exports.list_exports, "Exports", "bcm-data-exports ListExports")
+
+
+def _all_pages(call: Any, key: str, what: str) -> list[dict[str, Any]]:
+    """Every item of a NextToken-paged AWS list call."""
     found: list[dict[str, Any]] = []
     token: str | None = None
     while True:
-        body: dict[str, Any] = {"NextToken": token} if token else {}
-        page = sdk.call(
-            lambda body=body: exports.list_exports(**body), "bcm-data-exports ListExports"
-        )
-        found += page.get("Exports", [])
+        body = {"NextToken": token} if token else {}
+        page = sdk.call(lambda body=body: call(**body), what)
+        found += page.get(key, [])
         token = page.get("NextToken")
         if not token:
             return found
