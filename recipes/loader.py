@@ -72,7 +72,11 @@ class LoadedRecipe:
         return recipe_hash(self.recipe)
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedRecipe:
+def load_recipe(
+    path: str | Path, overrides: list[str] | None = None, check_files: bool = True
+) -> LoadedRecipe:
+    """A recipe validated in full; `check_files=False` does not require its local data
+    files to exist (a platform team setting up an account holds only the YAML)."""
     path = Path(path)
     source = load_yaml(path)
     parsed = parse_overrides(overrides or [])
@@ -84,7 +88,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     except ValidationError as exc:
         blame = _Blame(source, parsed, path.parent)
         raise RecipeInputError(_problems(exc, blame, data)) from None
-    findings = rules.check(recipe, path.parent)
+    findings = rules.check(recipe, path.parent, files=check_files)
     if findings:
         blame = _Blame(source, parsed, path.parent)
         raise RecipeInputError([blame.locate(path_, message) for path_, message in findings])

@@ -132,5 +132,8 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def check(recipe: Recipe, base_dir: Path) -> list[Finding]:
-    return [finding for rule in RULES for finding in rule(recipe, base_dir)]
+def check(recipe: Recipe, base_dir: Path, files: bool = True) -> list[Finding]:
+    """Every rule's findings; `files=False` leaves out whether the data files exist (for
+    commands that never read them, such as `recipe infra`)."""
+    rules = RULES if files else tuple(r for r in RULES if r is not local_files_exist)
+    return [finding for rule in rules for finding in rule(recipe, base_dir)]

@@ -86,3 +86,48 @@ def test_plan_prints_the_filled_template_with_the_recipes_tags_and_budget(
 def test_apply_asks_first_and_refuses_without_a_terminal(cli: CLI) -> None:
     result = cli("infra", "apply", "--provider", "aws", "--recipe", A100)
     assert result.returncode == 2 and "--yes" in result.stderr
+
+
+def test_a_recipe_without_a_budget_block_asks_for_one(write_recipe, tmp_path) -> None:
+    import yaml
+
+    recipe = yaml.safe_load(A100.read_text())
+    recipe.pop("budget")
+    path = write_recipe(recipe, "nobudget.yaml")
+    with pytest.raises(RecipeInputError) as err:
+        infra.params("aws", path, [])
+    assert {p.field for p in err.value.problems} == {"--set monthly_budget"}
+    assert infra.params("aws", path, ["monthly_budget=75.5"]).monthly_budget == 75.5
+
+
+@pytest.mark.parametrize(
+    ("sets", "field"),
+    [
+        (["monthly_budget=0.5"], "--set monthly_budget"),
+        (["prefix=xn--abc"], "--set prefix"),
+        (["prefix=goog-ml"], "--set prefix"),
+        (["prefix=my-google"], "--set prefix"),
+        (["cost_center=a:b"], "--set cost_center (or tags.cost_center)"),
+        (["region=US-EAST-1"], "--set region"),
+        (["account_id=abc"], "--set account_id"),
+        (["alert_email=not-an-address"], "--set alert_email"),
+        (["prefix=abc", "prefix=xyz"], "--set prefix"),
+    ],
+)
+def test_values_the_clouds_would_refuse_are_refused_at_plan(sets: list[str], field: str) -> None:
+    with pytest.raises(RecipeInputError) as err:
+        infra.params("aws", A100, sets)
+    assert field in {p.field for p in err.value.problems}
+
+
+def test_azure_settings_are_checked_before_they_reach_a_url() -> None:
+    with pytest.raises(RecipeInputError) as err:
+        infra.params("azure", A100, ["subscription=not-a-guid", "resource_group=rg/../x"])
+    assert {p.field for p in err.value.problems} == {"--set subscription", "--set resource_group"}
+
+
+def test_aws_budget_amounts_keep_their_cents() -> None:
+    from providers.aws.infra import AwsInfra
+
+    plan = AwsInfra().plan(infra.params("aws", A100, ["monthly_budget=1234567.89"]))
+    assert plan.parameters["MonthlyBudget"] == "1234567.89"

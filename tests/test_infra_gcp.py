@@ -184,10 +184,10 @@ def test_the_tfvars_parse_back_to_the_parameters_and_the_steps_are_exact() -> No
     assert hcl2.loads(write.body["content"], serialization_options=SerializationOptions(
         strip_string_quotes=True, with_comments=False, explicit_blocks=False)) == plan.parameters  # fmt: skip
     assert [s.body["command"] for s in (init, tf_plan, apply)] == [
-        "terraform -chdir=infra/gcp init -input=false",
-        "terraform -chdir=infra/gcp plan -input=false -var-file=recipe-support-triage.tfvars "
+        "terraform -chdir=infra/gcp init -input=false -no-color",
+        "terraform -chdir=infra/gcp plan -input=false -no-color -var-file=recipe-support-triage.tfvars "
         "-out=recipe-account-support-triage.tfplan",
-        "terraform -chdir=infra/gcp apply -input=false recipe-account-support-triage.tfplan",
+        "terraform -chdir=infra/gcp apply -input=false -no-color recipe-account-support-triage.tfplan",
     ]
     assert alternative.api == "shell:alternative"
     assert alternative.body["command"] == (
@@ -285,10 +285,10 @@ def test_apply_runs_the_plans_terraform_commands_in_order(tmp_path: Path) -> Non
     lines = backend.apply(plan)
     calls = (tmp_path / "calls.log").read_text().splitlines()
     assert calls == [
-        f"{tmp_path} 1 -chdir=infra/gcp init -input=false",
-        f"{tmp_path} 1 -chdir=infra/gcp plan -input=false -var-file=recipe-support-triage.tfvars "
+        f"{tmp_path} 1 -chdir=infra/gcp init -input=false -no-color",
+        f"{tmp_path} 1 -chdir=infra/gcp plan -input=false -no-color -var-file=recipe-support-triage.tfvars "
         "-out=recipe-account-support-triage.tfplan",
-        f"{tmp_path} 1 -chdir=infra/gcp apply -input=false recipe-account-support-triage.tfplan",
+        f"{tmp_path} 1 -chdir=infra/gcp apply -input=false -no-color recipe-account-support-triage.tfplan",
     ]  # the Infrastructure Manager alternative is never run
     assert lines[0] == "wrote infra/gcp/recipe-support-triage.tfvars"
     assert lines[1:] == [f"ran: {s.body['command']}" for s in plan.steps[1:4]]
@@ -298,7 +298,7 @@ def test_a_failed_terraform_command_stops_with_terraforms_reason(tmp_path: Path)
     copy_template(tmp_path)
     error = "Initializing...\\nError: Error creating KeyRing: googleapi: Error 409: already exists"
     backend = GcpInfra(root=tmp_path, terraform=str(fake_terraform(tmp_path, 1, error)))
-    with pytest.raises(ProviderError, match=r"init -input=false` failed \(exit 1\): Error: "
+    with pytest.raises(ProviderError, match=r"init -input=false -no-color` failed \(exit 1\): Error: "
                        r"Error creating KeyRing.*409: already exists"):  # fmt: skip
         backend.apply(backend.plan(params()))
     assert len((tmp_path / "calls.log").read_text().splitlines()) == 1  # stopped there

@@ -365,7 +365,7 @@ class AwsInfra:
             return Finding(
                 "budget",
                 "weak",
-                f"{detail}, the recipe says {params.monthly_budget:g} USD",
+                f"{detail}, the recipe says {_decimal(params.monthly_budget)} USD",
                 fix,
             )
         return Finding("budget", "ok", detail)
@@ -465,7 +465,7 @@ def _parameters(params: InfraParams) -> tuple[dict[str, str], list[str]]:
     return {
         "Prefix": params.prefix,
         "CostCenter": params.cost_center,
-        "MonthlyBudget": f"{params.monthly_budget:g}",
+        "MonthlyBudget": _decimal(params.monthly_budget),
         "AlertEmail": emails[0] if emails else "",
         "CreateBillingResources": billing,
     }, notes
@@ -615,3 +615,8 @@ def _all_pages(call: Any, key: str, what: str) -> list[dict[str, Any]]:
         token = page.get("NextToken")
         if not token:
             return found
+
+
+def _decimal(amount: float) -> str:
+    """An amount as AWS Budgets takes it: plain decimal digits, cents kept (never 1e+06)."""
+    return f"{amount:.2f}".rstrip("0").rstrip(".")

@@ -266,7 +266,7 @@ class GcpInfra:
 
     @staticmethod
     def _steps(n: Names, tfvars: str, labels: dict[str, str]) -> tuple[Request, ...]:
-        chdir = f"terraform -chdir={TEMPLATE_DIR}"
+        chdir = f"terraform -chdir={TEMPLATE_DIR}"  # -no-color: its errors are quoted to us
         path = str(TEMPLATE_DIR / n.tfvars)
         # Infrastructure Manager runs the same folder as a deployment (gcloud reference:
         # `gcloud infra-manager deployments apply`): --local-source uploads it, --inputs-file
@@ -282,16 +282,17 @@ class GcpInfra:
         )
         return (
             Request(api=WRITE, body={"path": path, "content": tfvars}),
-            Request(api=SHELL, body={"command": f"{chdir} init -input=false"}),
+            Request(api=SHELL, body={"command": f"{chdir} init -input=false -no-color"}),
             Request(
                 api=SHELL,
                 body={
-                    "command": f"{chdir} plan -input=false -var-file={n.tfvars} "
+                    "command": f"{chdir} plan -input=false -no-color -var-file={n.tfvars} "
                     f"-out={n.deployment}.tfplan"
                 },
             ),
             Request(
-                api=SHELL, body={"command": f"{chdir} apply -input=false {n.deployment}.tfplan"}
+                api=SHELL,
+                body={"command": f"{chdir} apply -input=false -no-color {n.deployment}.tfplan"},
             ),
             Request(
                 api=ALTERNATIVE,

@@ -22,6 +22,9 @@ from recipes.loader import load_recipe
 from recipes.schema import Recipe
 
 CLOUDS = ("aws", "azure", "gcp")
+# The smallest monthly budget the templates take (AWS: the template's MinValue; Azure and
+# GCP take whole units).
+MIN_BUDGET = 1.0
 # Settings each cloud's template reads, from the recipe's compute.<cloud> block.
 RECIPE_SETTINGS = {
     "aws": ("region",),
@@ -36,6 +39,33 @@ SETTING_KEYS = {
     "gcp": ("project", "billing_account"),
 }
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
+# S3 bucket names may not start with xn-- or sthree- (S3 naming rules); GCS names may not
+# start with goog or contain google (Cloud Storage naming guidelines).
+_RESERVED_PREFIXES = ("xn--", "sthree-", "goog")
+_COST_CENTER = re.compile(r"^[\w .+=@/-]{1,64}$")
+# Shapes of the settings, checked before they reach a name, a URL or a template.
+_SETTING_SHAPES = {
+    "region": (
+        r"^[a-z]{2,}(-[a-z0-9]+)*[0-9]?$|^[a-z]+[0-9]?$",
+        "a region id such as us-east-1, eastus or us-central1",
+    ),
+    "account_id": (r"^\d{12}$", "a 12-digit AWS account id"),
+    "billing_resources": (r"^(true|false)$", "true or false"),
+    "subscription": (
+        r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        "a subscription id (a GUID)",
+    ),
+    "resource_group": (
+        r"^[-\w.()]{1,89}[-\w()]$|^[-\w()]$",
+        "a resource group name (letters, digits, -_.())",
+    ),
+    "workspace": (r"^[A-Za-z0-9][\w-]{2,32}$", "an Azure ML workspace name"),
+    "currency": (r"^[A-Za-z]{3}$", "an ISO 4217 code such as USD"),
+    "alert_email": (
+        r"^[^@\s,]{1,64}@[^@\s,]{1,255}\.[a-z]{2,}(,[^@\s,]{1,64}@[^@\s,]{1,255}\.[a-z]{2,}){0,9}$",
+        "up to 10 comma-separated e-mail addresses",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +91,7 @@ def params(provider: str, recipe_file: str | Path | None, sets: Sequence[str]) -
             )
         )  # fmt: skip
     given = _sets(provider, sets)
-    recipe = load_recipe(recipe_file).resolved() if recipe_file else None
+    recipe = load_recipe(recipe_file, check_files=False).resolved() if recipe_file else None
     problems: list[Problem] = []
     tags = dict(recipe.tags) if recipe else {}
     cost_center = given.pop("cost_center", None) or tags.get("cost_center")
@@ -69,18 +99,31 @@ def params(provider: str, recipe_file: str | Path | None, sets: Sequence[str]) -
         problems.append(_need("cost_center", "the budget filters on the cost_center tag", recipe))
     else:
         tags["cost_center"] = cost_center
+    if cost_center and not _COST_CENTER.match(str(cost_center)):
+        problems.append(
+            Problem(
+                f"cost center {str(cost_center)[:40]!r} is not 1-64 letters, digits, spaces "
+                "and _ . - + = @ /",
+                file="command line",
+                field="--set cost_center (or tags.cost_center)",
+                hint="it names the budget, which AWS Budgets limits to these characters",
+            )
+        )
     budget = _budget(given.pop("monthly_budget", None), recipe, problems)
     settings = _settings(provider, recipe, given)
     prefix = given.pop("prefix", None) or _prefix_of(recipe, tags)
-    if not _PREFIX.match(prefix):
+    if not _PREFIX.match(prefix) or prefix.startswith(_RESERVED_PREFIXES) or "google" in prefix:
         problems.append(
             Problem(
-                f"prefix {prefix!r} is not 3-20 lower-case letters, digits and hyphens",
+                f"prefix {prefix!r} is not 3-20 lower-case letters, digits and hyphens, or is "
+                "one the clouds reserve",
                 file="command line",
                 field="--set prefix",
-                hint="e.g. --set prefix=ml-support (bucket and key names start with it)",
+                hint="e.g. --set prefix=ml-support (bucket and key names start with it; not "
+                "xn--, sthree-, goog or google)",
             )
         )
+    problems += _check_settings(provider, {**settings, **given})
     if problems:
         raise RecipeInputError(problems)
     emails = tuple(e for e in given.pop("alert_email", "").split(",") if e)
@@ -115,10 +158,34 @@ def _sets(provider: str, sets: Sequence[str]) -> dict[str, str]:
                 )
             )
             continue
+        if key in out:
+            problems.append(
+                Problem(
+                    f"{key} is given twice",
+                    file="command line",
+                    field=f"--set {key}",
+                    hint="give each key once",
+                )
+            )
         out[key] = value
     if problems:
         raise RecipeInputError(problems)
     return out
+
+
+def _check_settings(provider: str, values: Mapping[str, str]) -> list[Problem]:
+    problems = []
+    for key, value in values.items():
+        shape = _SETTING_SHAPES.get(key)
+        if shape and not re.match(shape[0], value):
+            problems.append(
+                Problem(
+                    f"{value[:60]!r} is not {shape[1]}",
+                    file="command line",
+                    field=f"--set {key}",
+                )
+            )
+    return problems
 
 
 def _need(key: str, why: str, recipe: Recipe | None) -> Problem:
@@ -135,23 +202,42 @@ def _budget(text: str | None, recipe: Recipe | None, problems: list[Problem]) ->
     if text is not None:
         try:
             value = float(text)
-            if 0 < value < 1e9:
-                return value
+            if MIN_BUDGET <= value < 1e9:
+                return round(value, 2)
         except ValueError:
             pass
         problems.append(
             Problem(
-                f"{text[:30]!r} is not an amount",
+                f"{text[:30]!r} is not an amount from {MIN_BUDGET:g} to 1e9",
                 file="command line",
                 field="--set monthly_budget",
-                hint="a positive number, e.g. --set monthly_budget=2500",
+                hint="a number, e.g. --set monthly_budget=2500",
             )
         )
         return None
-    if recipe:
+    budget = recipe.budget if recipe else None
+    if budget is not None:
         # The monthly endpoint budget is the better fit; a run's max_usd otherwise.
-        return recipe.budget.max_monthly_usd or recipe.budget.max_usd
-    problems.append(_need("monthly_budget", "the budget alarm needs a limit", recipe))
+        value = budget.max_monthly_usd or budget.max_usd
+        if value >= MIN_BUDGET:
+            return round(value, 2)
+        problems.append(
+            Problem(
+                f"the recipe's budget ({value:g}) is below {MIN_BUDGET:g}, too little for a "
+                "monthly budget alarm",
+                file="command line",
+                field="--set monthly_budget",
+                hint="--set monthly_budget=AMOUNT",
+            )
+        )
+        return None
+    problems.append(
+        _need(
+            "monthly_budget",
+            "the budget alarm needs a limit (the recipe has no budget block)",
+            recipe,
+        )
+    )
     return None
 
 

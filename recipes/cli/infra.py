@@ -124,9 +124,11 @@ def apply(
 
 
 def _print_plan_summary(the_plan) -> None:  # noqa: ANN001
-    err(
-        f"{the_plan.provider}: {the_plan.template_path} ({the_plan.engine}), {len(the_plan.steps)} steps:"
-    )
+    """What apply will send, before it asks: the parameters and each step."""
+    err(f"{the_plan.provider}: {the_plan.template_path} ({the_plan.engine}) with:")
+    for key, value in the_plan.parameters.items():
+        err(f"  {key} = {value}")
+    err(f"{len(the_plan.steps)} steps (bodies: recipe infra plan -f json):")
     for i, step in enumerate(the_plan.steps, 1):
         err(f"  {i}. {step.api}")
 
