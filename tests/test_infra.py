@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from recipes.app import infra
+from recipes.cli import app
 from recipes.errors import RecipeInputError
 from tests.conftest import CATALOG, CLI
 
@@ -131,3 +135,39 @@ def test_aws_budget_amounts_keep_their_cents() -> None:
 
     plan = AwsInfra().plan(infra.params("aws", A100, ["monthly_budget=1234567.89"]))
     assert plan.parameters["MonthlyBudget"] == "1234567.89"
+
+
+# --- any flags: a plan or one message, never a traceback --------------------------------------
+
+KEYS = st.sampled_from(
+    ["prefix", "region", "cost_center", "monthly_budget", "currency", "alert_email",
+     "account_id", "billing_resources", "subscription", "resource_group", "workspace",
+     "project", "billing_account", "colour", ""]
+)  # fmt: skip
+VALUES = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["1e400", "nan", "-1", "0.5", "2500", "us-east-1", "a@b.io", "x" * 300]),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.sampled_from(["aws", "azure", "gcp"]),
+    st.lists(st.tuples(KEYS, VALUES), max_size=4),
+    st.booleans(),
+)
+def test_any_set_flags_give_a_plan_or_one_message(
+    cloud: str, pairs: list[tuple[str, str]], with_recipe: bool
+) -> None:
+    args = ["infra", "plan", "--provider", cloud, "-f", "json"]
+    if with_recipe:
+        args += ["--recipe", str(A100)]
+    for key, value in pairs:
+        args += ["--set", f"{key}={value}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code in (0, 2), (args, result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit), args
+    if result.exit_code == 0:
+        assert json.loads(result.stdout)["provider"] == cloud
