@@ -25,8 +25,6 @@ from recipes.cost.billing import detect, files
 from recipes.cost.billing.schema import NORMALIZED, quote, tag_column
 from recipes.errors import Problem, RecipeInputError
 
-OUTPUT_FORMATS = ("text", "json", "csv", "parquet", "html")
-
 
 @dataclass(frozen=True)
 class ReportOptions:

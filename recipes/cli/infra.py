@@ -77,22 +77,26 @@ def plan(
     _print_plan(the_plan)
 
 
-def _print_plan(the_plan) -> None:  # noqa: ANN001 - providers.base.InfraPlan, imported lazily
-    from recipes.cli.render import out
+def _print_plan(the_plan, template: bool = True) -> None:  # noqa: ANN001 - InfraPlan
+    """The plan: parameters and steps; with `template`, its notes and the template too
+    (stdout); without, the summary apply shows on stderr before it asks."""
+    from recipes.cli import render
 
-    out.print(
+    console = render.out if template else render.err
+    console.print(
         f"[bold]infra plan[/bold] {the_plan.provider} ({the_plan.engine}): {the_plan.template_path}"
     )
-    out.print("parameters:")
+    console.print("parameters:")
     for key, value in the_plan.parameters.items():
-        out.print(Text(f"  {key} = {value}"))
-    out.print("steps apply takes:")
+        console.print(Text(f"  {key} = {value}"))
+    console.print("steps apply takes (bodies: recipe infra plan -f json):")
     for i, step in enumerate(the_plan.steps, 1):
-        out.print(Text(f"  {i}. {step.api}"))
-    for note in the_plan.notes:
-        out.print(Text(f"note: {note}"))
-    out.print("template:")
-    out.print(Text(the_plan.template))
+        console.print(Text(f"  {i}. {step.api}"))
+    if template:
+        for note in the_plan.notes:
+            console.print(Text(f"note: {note}"))
+        console.print("template:")
+        console.print(Text(the_plan.template))
 
 
 @app.command("apply")
@@ -109,7 +113,7 @@ def apply(
     from recipes.app import infra as use
 
     the_plan = use.plan(provider, recipe, sets or [])
-    _print_plan_summary(the_plan)
+    _print_plan(the_plan, template=False)
     if not yes:
         if not sys.stdin.isatty():
             err("not a terminal: pass --yes to apply without asking")
@@ -121,16 +125,6 @@ def apply(
     if done and done[0].startswith("NOT APPLIED"):
         # Terraform is not installed here: the commands were printed, nothing was created.
         raise typer.Exit(EXIT_PROVIDER)
-
-
-def _print_plan_summary(the_plan) -> None:  # noqa: ANN001
-    """What apply will send, before it asks: the parameters and each step."""
-    err(f"{the_plan.provider}: {the_plan.template_path} ({the_plan.engine}) with:")
-    for key, value in the_plan.parameters.items():
-        err(f"  {key} = {value}")
-    err(f"{len(the_plan.steps)} steps (bodies: recipe infra plan -f json):")
-    for i, step in enumerate(the_plan.steps, 1):
-        err(f"  {i}. {step.api}")
 
 
 @app.command("check")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from recipes.cost.billing import synthetic
@@ -261,7 +262,7 @@ def rows(charges: Sequence[synthetic.Charge]) -> list[dict]:
     for c in charges:
         billing_type, sub_type = _ACCOUNT_TYPES[c.provider]
         month = c.start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        next_month = (month.replace(day=28) + _days(4)).replace(day=1)
+        next_month = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
         prefix = "user:" if c.provider == "aws" else ""
         category = "Credit" if c.charge_kind == "Refund" else c.charge_kind
         usage = c.charge_kind == "Usage"
@@ -336,12 +337,6 @@ def _service_category(c: synthetic.Charge) -> str:
         "transfer": "Networking",
         "other": "Other",
     }[c.cost_kind]
-
-
-def _days(n: int):
-    from datetime import timedelta
-
-    return timedelta(days=n)
 
 
 FORMAT = Focus()

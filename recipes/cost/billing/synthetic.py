@@ -79,9 +79,7 @@ class SyntheticRun:
     run_id: str
     recipe: str
     tags: dict[str, str]
-    instance_type: str
-    hours: float
-    hourly_list: float
+    hours: float  # per node; the instance and its price are the provider's (_INSTANCE)
     spot: bool = False
     nodes: int = 1
     day: int = 0  # days after the period's start
@@ -140,33 +138,12 @@ _SERVICES = {
 
 def quickstart_scenario(start: date = date(2026, 10, 1), days: int = 30, seed: int = 7) -> Scenario:
     """Three quickstart runs and one of another team's recipe, and the quickstart endpoint."""
+    qs, other = QUICKSTART_TAGS, OTHER_TAGS
     runs = (
-        SyntheticRun(
-            "quickstart-20261001-090000-a1b2", "quickstart", QUICKSTART_TAGS, "", 2.5, 0, day=0
-        ),
-        SyntheticRun(
-            "quickstart-20261008-101500-c3d4",
-            "quickstart",
-            QUICKSTART_TAGS,
-            "",
-            3.0,
-            0,
-            spot=True,
-            day=7,
-        ),
-        SyntheticRun(
-            "quickstart-20261015-141000-e5f6",
-            "quickstart",
-            QUICKSTART_TAGS,
-            "",
-            1.5,
-            0,
-            nodes=2,
-            day=14,
-        ),
-        SyntheticRun(
-            "support-triage-20261020-080000-0a0b", "support-triage", OTHER_TAGS, "", 6.0, 0, day=19
-        ),
+        SyntheticRun("quickstart-20261001-090000-a1b2", "quickstart", qs, 2.5, day=0),
+        SyntheticRun("quickstart-20261008-101500-c3d4", "quickstart", qs, 3.0, spot=True, day=7),
+        SyntheticRun("quickstart-20261015-141000-e5f6", "quickstart", qs, 1.5, nodes=2, day=14),
+        SyntheticRun("support-triage-20261020-080000-0a0b", "support-triage", other, 6.0, day=19),
     )
     return Scenario(start, days, runs, endpoint_run=runs[0].run_id, seed=seed)
 
