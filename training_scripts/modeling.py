@@ -74,6 +74,9 @@ def load_model(recipe: dict[str, Any], base: str, device: Any) -> Any:
         kwargs["dtype"] = torch.float32  # CPUs train fastest and safest in fp32
     else:
         kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda" and kwargs["dtype"] != torch.float32 and _has_flash_attention():
+        # Its variable-length kernel trains packed rows without a mask (packing.resolve).
+        kwargs["attn_implementation"] = "flash_attention_2"
     if method["kind"] == "qlora":
         kwargs["quantization_config"] = _bnb_config(method, device)
         kwargs["device_map"] = {"": device}
@@ -81,6 +84,13 @@ def load_model(recipe: dict[str, Any], base: str, device: Any) -> Any:
     if method["kind"] != "qlora":
         model.to(device)
     return model
+
+
+def _has_flash_attention() -> bool:
+    """flash_attn installed, importable and recent enough, as transformers checks it."""
+    from transformers.utils import is_flash_attn_2_available
+
+    return is_flash_attn_2_available()
 
 
 def _bnb_config(method: dict[str, Any], device: Any) -> Any:
@@ -127,7 +137,12 @@ def attach_method(model: Any, recipe: dict[str, Any]) -> Any:
         use_rslora=method["rslora"],
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    if next(model.parameters()).device.type == "cpu":
+        from training_scripts.dropout import use_cheap_dropout
+
+        use_cheap_dropout(model)  # torch's CPU dropout mask was a quarter of each step
+    return model
 
 
 def count_parameters(model: Any) -> tuple[int, int]:

@@ -1,13 +1,25 @@
 """Packing several examples into one sequence without letting them see each other.
 
 First-fit-decreasing puts examples into bins of at most `max_seq_len` tokens. Inside a
-bin, position ids restart at 0 for every example and attention is a block-diagonal
-causal mask, so each example is computed exactly as if it were alone; the first token
-of every example is never a target, so no example learns from its neighbour's end.
+bin, position ids restart at 0 for every example; a packed batch carries those position
+ids and no attention mask, from which transformers (masking_utils,
+`find_packed_sequence_indices`) builds a block-diagonal causal mask for SDPA and eager
+attention, and hands flash-attention its variable-length kernel, which needs no mask.
+So each example is computed exactly as if it were alone (`check_isolation` proves it
+for the model at hand before training); the first token of every example is never a
+target, so no example learns from its neighbour's end.
+
+When packing pays (`data.packing: auto`, `resolve`): only where attention takes packed
+rows without a mask, i.e. flash-attention's varlen kernel on a GPU. Elsewhere the
+trainer's length-grouped micro-batches already carry almost no padding, and a packed
+row's block mask costs more than the padding it saves: on this project's 2-core CPU,
+packing trained 0.8-0.9x the tokens/s of length-grouped padding on the quickstart data
+and on a long-tailed length mix (`benchmarks/packing.py`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,28 +80,73 @@ def pack(examples: Sequence[Encoded], capacity: int) -> list[Packed]:
 
 
 def collate_packed(items: Sequence[Packed], pad_id: int) -> dict[str, Any]:
-    """Tensors plus a 4D boolean mask (batch, 1, L, L): True where a query may attend."""
+    """Tensors with position ids that restart per example, and no attention mask.
+
+    Without a mask, transformers reads example boundaries from where the position ids
+    restart; each pad token (position 0) is then a sequence of its own, never attended to.
+    """
     import torch
 
     width = max(len(item) for item in items)
     input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
     positions = torch.zeros((len(items), width), dtype=torch.long)
-    mask = torch.zeros((len(items), 1, width, width), dtype=torch.bool)
-    causal = torch.tril(torch.ones(width, width, dtype=torch.bool))
     for row, item in enumerate(items):
         n = len(item)
         input_ids[row, :n] = torch.tensor(item.input_ids)
         labels[row, :n] = torch.tensor(item.labels)
         positions[row, :n] = torch.tensor(item.position_ids)
-        start = 0
-        for length in (*item.lengths, width - n):  # padding is one block of its own
-            end = start + length
-            mask[row, 0, start:end, start:end] = causal[:length, :length]
-            start = end
-    return {
-        "input_ids": input_ids,
-        "labels": labels,
-        "position_ids": positions,
-        "attention_mask": mask,
-    }
+    return {"input_ids": input_ids, "labels": labels, "position_ids": positions}
+
+
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")  # transformers' names
+
+
+def resolve(setting: bool | str, model: Any) -> tuple[bool, str]:
+    """Whether to pack (`data.packing`: true, false or auto), and why, for the log."""
+    if setting is True:
+        return True, "data.packing: true"
+    if setting is False:
+        return False, "data.packing: false"
+    attention = getattr(model.config, "_attn_implementation", None) or "default"
+    if attention in VARLEN_ATTENTION:
+        return True, f"auto: {attention} trains packed rows without a mask"
+    return False, (
+        f"auto: {attention} attention needs a block mask for packed rows, slower than "
+        "length-grouped padding (benchmarks/packing.py); set data.packing: true to pack"
+    )
+
+
+def check_isolation(model: Any, examples: Sequence[Encoded], device: Any) -> None:
+    """Refuse to pack for a model that lets packed examples attend to each other.
+
+    Packing relies on the model reading example boundaries from the position ids
+    (transformers' masking utilities); a model with its own attention code may not. Two
+    or three examples, packed and alone, must have the same loss.
+    """
+    import torch
+
+    from training_scripts.data import collate
+    from training_scripts.evaluate import token_loss_sum
+    from training_scripts.modeling import SetupError
+
+    sample = [e for e in examples if e.trained_tokens][:3]
+    if len(sample) < 2:
+        return
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        packed = collate_packed(pack(sample, sum(len(e) for e in sample)), 0)
+        together, n = token_loss_sum(model, {k: v.to(device) for k, v in packed.items()})
+        alone = [
+            token_loss_sum(model, {k: v.to(device) for k, v in collate([e], 0).items()})
+            for e in sample
+        ]
+    model.train(was_training)
+    separate = sum(float(loss) for loss, _ in alone) / max(sum(c for _, c in alone), 1)
+    joint = float(together) / max(n, 1)
+    if not math.isclose(joint, separate, rel_tol=2e-2, abs_tol=1e-3):
+        raise SetupError(
+            f"data.packing: this model lets packed examples attend to each other (loss "
+            f"{joint:.4f} packed vs {separate:.4f} alone); set data.packing: false"
+        )

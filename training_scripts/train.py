@@ -29,7 +29,8 @@ from training_scripts.data import DataError, Encoded, collate, micro_batches
 from training_scripts.distributed import Dist, log
 from training_scripts.gates import check_gates
 from training_scripts.modeling import SetupError
-from training_scripts.packing import collate_packed, pack
+from training_scripts.packing import check_isolation, collate_packed, pack
+from training_scripts.packing import resolve as resolve_packing
 from training_scripts.pipeline import Datasets, load_datasets
 from training_scripts.tracking import Tracker
 
@@ -160,7 +161,11 @@ def run(config: dict[str, Any], paths: platforms.Paths, dist: Dist) -> int:
         inner = model.module if hasattr(model, "module") else model
         report["after"] = evaluate_model(inner, tokenizer, data, recipe, device, eval_batch)
         log(dist, f"after:  {_summary(report['after'])}")
-        report["train"] = {**train_stats, "runtime_s": round(time.time() - started, 1)}
+        report["train"] = {
+            **train_stats,
+            "trainable_parameters": trainable,
+            "runtime_s": round(time.time() - started, 1),
+        }
         report["data"] = {
             "train_examples": len(data.train),
             "train_tokens": sum(len(e) for e in data.train),  # real tokens in one epoch
@@ -211,7 +216,7 @@ def train_loop(
         )
     accumulation = spec["batch_size"] // (micro * dist.world)
     per_step = accumulation * dist.world  # micro-batches per optimizer step, all processes
-    units, collate_fn = training_units(data.train, recipe["data"], dist)
+    units, collate_fn = training_units(data.train, recipe["data"], model, device, dist)
     lengths = [len(u) for u in units]
     per_epoch = len(micro_batches(lengths, micro, spec["seed"], 0))
     steps_per_epoch, skipped = epoch_steps(per_epoch, per_step, dist.world)
@@ -441,17 +446,21 @@ def epoch_steps(micro_batches_per_epoch: int, per_step: int, world: int) -> tupl
 
 
 def training_units(
-    examples: list[Encoded], data_spec: dict[str, Any], dist: Dist
+    examples: list[Encoded], data_spec: dict[str, Any], model: Any, device: Any, dist: Dist
 ) -> tuple[list[Any], Any]:
     """What a micro-batch is made of: examples, or packed sequences of several examples."""
-    if not data_spec["packing"]:
+    packing, why = resolve_packing(data_spec["packing"], model)
+    if not packing:
+        log(dist, f"packing: off ({why}); micro-batches group examples of similar length")
         return examples, collate
+    check_isolation(model, examples, device)
     packed = pack(examples, data_spec["max_seq_len"])
     real = sum(len(p) for p in packed)
     log(
         dist,
         f"packing: {len(examples)} examples into {len(packed)} sequences of <= "
-        f"{data_spec['max_seq_len']} tokens ({real / (len(packed) * data_spec['max_seq_len']):.1%} full)",
+        f"{data_spec['max_seq_len']} tokens ({real / (len(packed) * data_spec['max_seq_len']):.1%} "
+        f"full; {why})",
     )
     return packed, collate_packed
 

@@ -65,9 +65,14 @@ class DataSpec(Section):
         le=131072,
         description="Longest example in tokens; longer rows are dropped.",
     )
-    packing: bool = Field(
-        default=False,
-        description="Pack several examples into one sequence (attention stays within each example).",
+    packing: Literal["auto"] | bool = Field(
+        default="auto",
+        description=(
+            "Pack several examples into one sequence (attention stays within each example). "
+            "auto packs where attention takes packed rows without a mask (flash-attention on "
+            "a GPU) and otherwise groups examples of similar length into micro-batches, "
+            "which was faster on CPUs (benchmarks/packing.py)."
+        ),
     )
     train_on: Literal["assistant", "all", "last_assistant"] = Field(
         default="assistant",
