@@ -11,10 +11,11 @@ target, so no example learns from its neighbour's end.
 
 When packing pays (`data.packing: auto`, `resolve`): only where attention takes packed
 rows without a mask, i.e. flash-attention's varlen kernel on a GPU. Elsewhere the
-trainer's length-grouped micro-batches already carry almost no padding, and a packed
-row's block mask costs more than the padding it saves: on this project's 2-core CPU,
-packing trained 0.8-0.9x the tokens/s of length-grouped padding on the quickstart data
-and on a long-tailed length mix (`benchmarks/packing.py`).
+trainer's length-grouped micro-batches already carry little padding and a packed row
+needs a block mask: on this project's 2-core CPU, packing trained at 0.87x to 1.01x
+the tokens/s of length grouping (two runs, on the quickstart data and on a long-tailed
+length mix), with 1.1x to 1.5x its peak memory (`benchmarks/packing.py`), and packing
+changes what a batch is (fewer, fuller optimizer steps).
 """
 
 from __future__ import annotations
@@ -112,8 +113,9 @@ def resolve(setting: bool | str, model: Any) -> tuple[bool, str]:
     if attention in VARLEN_ATTENTION:
         return True, f"auto: {attention} trains packed rows without a mask"
     return False, (
-        f"auto: {attention} attention needs a block mask for packed rows, slower than "
-        "length-grouped padding (benchmarks/packing.py); set data.packing: true to pack"
+        f"auto: {attention} attention needs a block mask for packed rows, no faster than "
+        "length-grouped padding and more memory (benchmarks/packing.py); set data.packing: "
+        "true to pack"
     )
 
 

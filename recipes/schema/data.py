@@ -71,7 +71,7 @@ class DataSpec(Section):
             "Pack several examples into one sequence (attention stays within each example). "
             "auto packs where attention takes packed rows without a mask (flash-attention on "
             "a GPU) and otherwise groups examples of similar length into micro-batches, "
-            "which was faster on CPUs (benchmarks/packing.py)."
+            "as fast on CPUs with less memory (benchmarks/packing.py)."
         ),
     )
     train_on: Literal["assistant", "all", "last_assistant"] = Field(
