@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from training_scripts.dropout import use_cheap_dropout
+
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 
 
@@ -139,8 +141,6 @@ def attach_method(model: Any, recipe: dict[str, Any]) -> Any:
     )
     model = get_peft_model(model, config)
     if next(model.parameters()).device.type == "cpu":
-        from training_scripts.dropout import use_cheap_dropout
-
         use_cheap_dropout(model)  # torch's CPU dropout mask was a quarter of each step
     return model
 

@@ -25,7 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from training_scripts.data import IGNORE_INDEX, Encoded
+from training_scripts.data import IGNORE_INDEX, Encoded, collate
+from training_scripts.evaluate import token_loss_sum
+from training_scripts.modeling import SetupError
 
 
 @dataclass(frozen=True)
@@ -127,10 +129,6 @@ def check_isolation(model: Any, examples: Sequence[Encoded], device: Any) -> Non
     or three examples, packed and alone, must have the same loss.
     """
     import torch
-
-    from training_scripts.data import collate
-    from training_scripts.evaluate import token_loss_sum
-    from training_scripts.modeling import SetupError
 
     sample = [e for e in examples if e.trained_tokens][:3]
     if len(sample) < 2:
