@@ -189,3 +189,23 @@ def finished_run(
     ref = RunRef("local", run_id, {"run_dir": str(run_dir)})
     Ledger(home / "ledger.sqlite").record(ref, recipe.name, str(recipe_file), State(state))
     return run_id
+
+
+def tiny_chat_and_tickets(count: int, train_on: str = "assistant") -> tuple:
+    """The builtin model (fp32), its tokenizer and the first `count` quickstart tickets,
+    encoded with loss on `train_on`."""
+    import torch
+    import transformers
+
+    from training_scripts.data import Example, encode
+    from training_scripts.modeling import BUILTIN_DIR
+
+    directory = BUILTIN_DIR / "tiny-chat"
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    rows = (SUPPORT_DATA / "train.jsonl").read_text().splitlines()[:count]
+    encoded = [
+        encode(Example(json.loads(r)["messages"], line=i), tokenizer, train_on)
+        for i, r in enumerate(rows)
+    ]
+    return model, tokenizer, encoded

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import SUPPORT_DATA
+from tests.conftest import SUPPORT_DATA, tiny_chat_and_tickets
 from training_scripts.data import IGNORE_INDEX, Example, collate, encode
 from training_scripts.packing import collate_packed, first_fit_decreasing, pack
 
@@ -92,18 +92,11 @@ class SeesAcrossExamples:
 
 def test_packing_is_refused_for_a_model_that_mixes_examples() -> None:
     torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from training_scripts.modeling import BUILTIN_DIR, SetupError
+    pytest.importorskip("transformers")
+    from training_scripts.modeling import SetupError
     from training_scripts.packing import check_isolation
 
-    directory = BUILTIN_DIR / "tiny-chat"
-    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
-    model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
-    rows = (SUPPORT_DATA / "train.jsonl").read_text().splitlines()[:3]
-    encoded = [
-        encode(Example(json.loads(r)["messages"], line=i), tokenizer, "assistant")
-        for i, r in enumerate(rows)
-    ]
+    model, _, encoded = tiny_chat_and_tickets(3)
     check_isolation(model, encoded, torch.device("cpu"))  # transformers' Llama: isolated
     with pytest.raises(SetupError, match="attend to each other.*data.packing: false"):
         check_isolation(SeesAcrossExamples(model), encoded, torch.device("cpu"))

@@ -9,15 +9,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import SUPPORT_DATA
-from training_scripts.data import IGNORE_INDEX, Encoded, Example, collate, encode
+from tests.conftest import tiny_chat_and_tickets
+from training_scripts.data import IGNORE_INDEX, Encoded, collate
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -36,15 +35,7 @@ CheapDropout = module_type()
 
 @pytest.fixture(scope="module")
 def tiny() -> tuple:
-    directory = BUILTIN_DIR / "tiny-chat"
-    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
-    model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
-    rows = (SUPPORT_DATA / "train.jsonl").read_text().splitlines()[:12]
-    encoded = [
-        encode(Example(json.loads(r)["messages"], line=i), tokenizer, "assistant")
-        for i, r in enumerate(rows)
-    ]
-    return model, tokenizer, encoded
+    return tiny_chat_and_tickets(12)
 
 
 def reference_loss(model, batch):
